@@ -1,0 +1,85 @@
+package consumer
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// BrokerOptions configure the embedded Kafka-protocol broker.
+type BrokerOptions struct {
+	// Listen is host:port; port 0 picks a free one.
+	Listen string
+	// DataDir keeps the log across restarts; "" keeps it in memory only.
+	DataDir string
+	// Topics are created at start (existing ones are kept).
+	Topics []string
+	// Partitions for created topics; 0 means 6.
+	Partitions int32
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Broker is the embedded broker: franz-go's kfake, a Kafka-protocol server,
+// so any Kafka client (kcat, a producer app, apicall produce) can talk to it.
+// It is for local use and tests; production points kafka.brokers at Kafka.
+type Broker struct {
+	cluster *kfake.Cluster
+	addr    string
+}
+
+// StartBroker starts the embedded broker; Close stops it.
+func StartBroker(o BrokerOptions) (*Broker, error) {
+	if o.Partitions == 0 {
+		o.Partitions = 6
+	}
+	host, portStr, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker listen %q: %w", o.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker listen %q: bad port", o.Listen)
+	}
+	if port == 0 {
+		// kfake takes ports, not addresses: pick a free one on host.
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	opts := []kfake.Opt{
+		kfake.Ports(port),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
+		}),
+		kfake.DefaultNumPartitions(int(o.Partitions)),
+		kfake.AllowAutoTopicCreation(),
+	}
+	if len(o.Topics) > 0 {
+		opts = append(opts, kfake.SeedTopics(o.Partitions, o.Topics...))
+	}
+	if o.DataDir != "" {
+		if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("embedded broker data dir: %w", err)
+		}
+		opts = append(opts, kfake.DataDir(o.DataDir))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded broker on %s: %w", o.Listen, err)
+	}
+	return &Broker{cluster: c, addr: c.ListenAddrs()[0]}, nil
+}
+
+// Addr is the address clients bootstrap from.
+func (b *Broker) Addr() string { return b.addr }
+
+// Close stops the broker (flushing its data dir).
+func (b *Broker) Close() { b.cluster.Close() }

@@ -1,0 +1,277 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	kafka "github.com/segmentio/kafka-go"
+
+	"github.com/apicall/apicall/config"
+	"github.com/apicall/apicall/dispatcher"
+	"github.com/apicall/apicall/schemas"
+)
+
+// retryState is where a call stands in its retry life.
+type retryState struct {
+	retries  int       // times already taken from the retry topic
+	attempts int       // HTTP attempts made so far, all passes together
+	first    time.Time // first attempt; zero for a fresh event
+}
+
+// handleEvent runs one source record through decode, match, render and
+// dispatch, and returns nil once every outcome is durably recorded (or the
+// record is dead-lettered). It returns an error only when ctx ended before
+// that: the caller must then not mark the record done.
+func (c *Consumer) handleEvent(ctx context.Context, src source) error {
+	if max := c.cfg.Kafka.MaxMessageBytes; max > 0 && len(src.Value) > max {
+		c.m.events.WithLabelValues(src.Topic, "undecodable").Inc()
+		return c.deadLetterEvent(ctx, src, "too_large", fmt.Errorf("record value is %d bytes, over kafka.max_message_bytes %d", len(src.Value), max))
+	}
+	ev, err := c.decode(ctx, src)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.m.events.WithLabelValues(src.Topic, "undecodable").Inc()
+		return c.deadLetterEvent(ctx, src, decodeReason(err), err)
+	}
+	var buf [8]*config.CompiledRule
+	matched := c.rules().Match(buf[:0], &ev)
+	if len(matched) == 0 {
+		c.m.events.WithLabelValues(src.Topic, "unmatched").Inc()
+		return nil
+	}
+	c.m.events.WithLabelValues(src.Topic, "matched").Inc()
+	if len(matched) == 1 {
+		return c.deliver(ctx, src, &ev, matched[0], retryState{})
+	}
+	// Several rules: call them concurrently so one slow host does not
+	// delay the others' calls for the same event.
+	var wg sync.WaitGroup
+	errs := make([]error, len(matched))
+	for i, r := range matched {
+		wg.Go(func() { errs[i] = c.deliver(ctx, src, &ev, r, retryState{}) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// decode decodes the record, waiting with backoff while the schema registry
+// is unreachable (the one transient decode failure): dead-lettering every
+// Avro event during a registry outage would be worse than pausing.
+func (c *Consumer) decode(ctx context.Context, src source) (schemas.Event, error) {
+	f := c.formats[src.Topic]
+	if f == "" {
+		f = schemas.FormatAuto
+	}
+	backoff := 200 * time.Millisecond
+	for {
+		ev, err := c.decoder.Decode(ctx, src.Topic, f, src.Value)
+		if err == nil {
+			ev.Topic, ev.Partition, ev.Offset, ev.Key, ev.Time = src.Topic, src.Partition, src.Offset, src.Key, src.Time
+			return ev, nil
+		}
+		if !schemas.IsTransient(err) {
+			return ev, err
+		}
+		select {
+		case <-ctx.Done():
+			return ev, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func decodeReason(err error) string {
+	var de *schemas.DecodeError
+	if errors.As(err, &de) && de.Reason != "" {
+		return de.Reason
+	}
+	return "undecodable"
+}
+
+// deadLetterEvent writes the untouched record to the dead-letter topic with
+// the reason in headers.
+func (c *Consumer) deadLetterEvent(ctx context.Context, src source, reason string, cause error) error {
+	msg := src.annotated(c.cfg.Outcomes.DeadLetterTopic,
+		hdrReason, reason,
+		hdrError, truncate(cause.Error(), 1024),
+		hdrAt, c.now().UTC().Format(timeLayoutMicros),
+	)
+	if err := c.writer.write(ctx, msg); err != nil {
+		return err
+	}
+	c.m.deadLetters.WithLabelValues(reason).Inc()
+	return nil
+}
+
+// deliver renders and sends one (event, rule) call and records its outcome:
+// delivered or rejected as such; a call that should be retried is parked on
+// the retry topic, or dead-lettered once out of retries.
+func (c *Consumer) deliver(ctx context.Context, src source, ev *schemas.Event, rule *config.CompiledRule, st retryState) error {
+	now := c.now()
+	if st.first.IsZero() {
+		st.first = now
+	}
+	call, err := rule.Render(ev, now)
+	if err != nil {
+		rec := c.outcome(src, rule.Name(), rule.Path(), "", "", "")
+		rec.Outcome, rec.Reason, rec.Error = outcomeRejected, "render", truncate(err.Error(), 1024)
+		return c.record(ctx, src, rec, "")
+	}
+	if call.MissingTags > 0 {
+		c.m.missingTags.WithLabelValues(rule.Name()).Add(float64(call.MissingTags))
+	}
+	res := c.disp.Do(ctx, &dispatcher.Request{
+		Rule:           rule.Name(),
+		Method:         call.Method,
+		URL:            call.URL,
+		Header:         call.Header,
+		Body:           call.Body,
+		IdempotencyKey: call.IdempotencyKey,
+		Timeout:        call.Timeout,
+		SigningSecrets: call.SigningSecrets,
+		MaxAttempts:    call.MaxAttempts,
+	})
+	if ctx.Err() != nil && res.Outcome != dispatcher.Delivered && res.Outcome != dispatcher.Rejected {
+		// Our own shutdown cut the call short: nothing to record, the
+		// event is redelivered.
+		return ctx.Err()
+	}
+	st.attempts += res.Attempts
+	rec := c.outcome(src, rule.Name(), rule.Path(), call.Method, c.redactURL(call.URL), call.IdempotencyKey)
+	rec.Status, rec.Attempts, rec.LatencyMS, rec.Reason = res.Status, st.attempts, res.Latency.Milliseconds(), res.Reason
+	if res.Err != nil {
+		rec.Error = truncate(c.cfg.Redact(res.Err.Error()), 1024)
+	}
+	switch res.Outcome {
+	case dispatcher.Delivered:
+		rec.Outcome = outcomeDelivered
+		return c.record(ctx, src, rec, res.Host)
+	case dispatcher.Rejected:
+		rec.Outcome = outcomeRejected
+		return c.record(ctx, src, rec, res.Host)
+	}
+	// Retry: park it, or dead-letter it when its retries are spent.
+	r := c.cfg.Retry
+	if st.retries >= r.MaxAttempts || now.Sub(st.first) >= r.MaxAge {
+		rec.Outcome = outcomeDeadLettered
+		why := "max_attempts"
+		if st.retries < r.MaxAttempts {
+			why = "max_age"
+		}
+		dl := src.annotated(c.cfg.Outcomes.DeadLetterTopic,
+			hdrReason, why,
+			hdrRule, rule.Name(),
+			hdrError, rec.Error,
+			hdrLastStatus, strconv.Itoa(res.Status),
+			hdrAttempts, strconv.Itoa(st.attempts),
+			hdrRetries, strconv.Itoa(st.retries),
+			hdrFirstAttempt, st.first.UTC().Format(timeLayoutMicros),
+			hdrAt, now.UTC().Format(timeLayoutMicros),
+		)
+		if err := c.record(ctx, src, rec, res.Host, dl); err != nil {
+			return err
+		}
+		c.m.deadLetters.WithLabelValues(why).Inc()
+		return nil
+	}
+	delay := r.Schedule[min(st.retries, len(r.Schedule)-1)]
+	delay = max(delay, res.RetryAfter)
+	next := now.Add(delay)
+	rec.Outcome = outcomeParked
+	rec.NextAttemptAt = next.UTC().Format(timeLayoutMicros)
+	park := src.annotated(c.cfg.Outcomes.RetryTopic,
+		hdrReason, res.Reason,
+		hdrRule, rule.Name(),
+		hdrError, rec.Error,
+		hdrLastStatus, strconv.Itoa(res.Status),
+		hdrAttempts, strconv.Itoa(st.attempts),
+		hdrRetries, strconv.Itoa(st.retries),
+		hdrFirstAttempt, st.first.UTC().Format(timeLayoutMicros),
+		hdrNextAttempt, next.UTC().Format(timeLayoutMicros),
+		hdrParkedAt, now.UTC().Format(timeLayoutMicros),
+	)
+	// The parked record carries the event, not the rendered call: no
+	// header secret is ever written to Kafka, and the retry re-renders
+	// with the rule as it is then.
+	return c.record(ctx, src, rec, res.Host, park)
+}
+
+// outcome starts an outcome record for src and rule.
+func (c *Consumer) outcome(src source, rule string, path []byte, method, u, key string) OutcomeRecord {
+	rec := OutcomeRecord{
+		SourceTopic:     src.Topic,
+		SourcePartition: src.Partition,
+		SourceOffset:    src.Offset,
+		Rule:            rule,
+		Path:            path,
+		Method:          method,
+		URL:             u,
+		Timestamp:       c.now().UTC().Format(timeLayoutMicros),
+		IdempotencyKey:  key,
+		Replayed:        c.replayed,
+	}
+	if rec.IdempotencyKey == "" {
+		rec.IdempotencyKey = config.IdempotencyKey(src.Topic, src.Partition, src.Offset, rule)
+	}
+	if !src.Time.IsZero() {
+		rec.EventTime = src.Time.UTC().Format(timeLayoutMicros)
+	}
+	return rec
+}
+
+// record writes the outcome record (keyed by the event's key) together with
+// any extra records (retry or dead-letter) in one acknowledged write, and
+// counts the delivery.
+func (c *Consumer) record(ctx context.Context, src source, rec OutcomeRecord, host string, extra ...kafka.Message) error {
+	b, err := marshalOutcome(&rec)
+	if err != nil {
+		return fmt.Errorf("encode outcome: %w", err)
+	}
+	msgs := append(extra, kafka.Message{Topic: c.cfg.Outcomes.Topic, Key: src.Key, Value: b})
+	if err := c.writer.write(ctx, msgs...); err != nil {
+		return err
+	}
+	if host == "" {
+		host = "none"
+	}
+	c.m.deliveries.WithLabelValues(rec.Rule, host, rec.Outcome).Inc()
+	return nil
+}
+
+// redactURL keeps scheme, host and path and hides query values and user
+// info: query values often carry personal data (email) or tokens.
+func (c *Consumer) redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	u.User = nil
+	u.Fragment = ""
+	if u.RawQuery != "" {
+		q := u.Query()
+		keys := make([]string, 0, len(q))
+		for k := range q {
+			keys = append(keys, url.QueryEscape(k)+"=REDACTED")
+		}
+		slices.Sort(keys)
+		u.RawQuery = strings.Join(keys, "&")
+	}
+	return c.cfg.Redact(u.String())
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
