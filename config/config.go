@@ -4,7 +4,11 @@
 // network, no Kafka.
 package config
 
-import "time"
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+)
 
 // Config is the whole configuration file. Zero values are replaced by the
 // documented defaults in Load (see applyDefaults), so code that receives a
@@ -207,7 +211,12 @@ type Rule struct {
 	Line int `yaml:"-"`
 }
 
-// Call is the "API call" action of a rule.
+// Call is the "API call" action of a rule. The same type carries both
+// sides of it: as written in the file (Headers and Extra hold snippet-tag
+// templates) and, as returned by CompiledRule.Render, the concrete request
+// for one event (Header and Body rendered, URL with tags substituted,
+// Method, Timeout and MaxAttempts defaulted). The rendered fields are never
+// read from YAML.
 type Call struct {
 	// Method: GET, POST, PUT, PATCH or DELETE; "" means POST.
 	Method string `yaml:"method"`
@@ -224,6 +233,23 @@ type Call struct {
 	// MaxAttempts in process before parking; 0 means Dispatch.MaxAttempts.
 	MaxAttempts int `yaml:"max_attempts"`
 	// SigningSecrets sign each call (Standard Webhooks); several allow
-	// rotation. Empty means unsigned.
+	// rotation. Empty means unsigned. Shared with the rule: do not modify.
 	SigningSecrets []string `yaml:"signing_secrets"`
+
+	// Rule is the name of the rule that rendered the call.
+	Rule string `yaml:"-"`
+	// Path is the rule's path as JSON (6 or "welcome"); shared with the
+	// rule: do not modify.
+	Path json.RawMessage `yaml:"-"`
+	// Header holds the rendered headers, Content-Type included unless GET.
+	// It is the caller's to extend (Idempotency-Key, User-Agent, signing).
+	Header http.Header `yaml:"-"`
+	// Body is the JSON body {"path","timestamp","extra","user"}; nil for GET.
+	Body []byte `yaml:"-"`
+	// IdempotencyKey is IdempotencyKey(topic, partition, offset, rule) of
+	// the event's source position: the same on every redelivery and replay.
+	IdempotencyKey string `yaml:"-"`
+	// MissingTags counts snippet tags that had no value (missing or null,
+	// and no default); they rendered as "".
+	MissingTags int `yaml:"-"`
 }

@@ -314,4 +314,3 @@ func listenLoopback(t testing.TB) net.Listener {
 	}
 	return ln
 }
-
