@@ -6,6 +6,7 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +52,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// LagInterval between lag refreshes; 0 means 5s.
+	LagInterval time.Duration
 	// Replayed marks outcome records written by this consumer as replayed.
 	Replayed bool
 }
@@ -74,6 +77,7 @@ type Consumer struct {
 	brokersOK  atomic.Int64 // unix nanos of the last successful broker round trip
 	inflight   atomic.Int64
 	replayed   bool
+	lagEvery   time.Duration
 	partitions sync.Map // topicPartition -> *tracker, for lag and oldest age
 }
 
@@ -135,6 +139,7 @@ func New(o Options) (*Consumer, error) {
 		formats:  formats,
 		global:   make(chan struct{}, o.Config.Dispatch.MaxInFlightTotal),
 		replayed: o.Replayed,
+		lagEvery: cmp.Or(o.LagInterval, 5*time.Second),
 	}, nil
 }
 

@@ -263,7 +263,7 @@ func buildConsumer(cfg *config.Config, reg *prometheus.Registry, log *slog.Logge
 	rules := cfg.Compiled()
 	c, err := New(Options{
 		Config: cfg, Rules: func() *config.Rules { return rules }, Decoder: dec, Dispatcher: disp,
-		Registerer: reg, Logger: log, Now: now,
+		Registerer: reg, Logger: log, Now: now, LagInterval: 200 * time.Millisecond,
 	})
 	return c, disp, err
 }

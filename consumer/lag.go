@@ -183,7 +183,7 @@ func (c *Consumer) runLag(ctx context.Context, client sarama.Client, topics []st
 	if err != nil {
 		return err
 	}
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(c.lagEvery)
 	defer t.Stop()
 	failing := false
 	for {
