@@ -81,6 +81,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, env *cliEnv, lo
 	if err != nil {
 		return err
 	}
+	defer dec.Close()
 	disp, err := newDispatcher(cfg, reg, log)
 	if err != nil {
 		return err
