@@ -247,17 +247,21 @@ func (c *Consumer) runGroup(ctx context.Context, client sarama.Client, group str
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cg.Close()
-	// Exits when cg.Close closes the errors channel.
+	// Exits when cg.Close closes the errors channel. Offset-commit failures
+	// arrive here too (sarama's Commit returns nothing): they are logged
+	// and counted; the offsets stay marked and the next commit retries.
 	wg.Go(func() {
 		var last string
 		for err := range cg.Errors() {
+			var ce *sarama.ConsumerError
+			if errors.As(err, &ce) && isCommitError(ce.Err) {
+				c.m.commits.WithLabelValues("error").Inc()
+				c.log.Warn("offset commit failed; will retry", "group", group, "topic", ce.Topic, "partition", ce.Partition, "err", ce.Err)
+				continue
+			}
 			if s := err.Error(); s != last {
 				c.log.Warn("consumer group error", "group", group, "err", err)
 				last = s
-			}
-			var ce *sarama.ConsumerError
-			if errors.As(err, &ce) && errors.Is(ce.Err, sarama.ErrOffsetMetadataTooLarge) {
-				c.m.commits.WithLabelValues("error").Inc()
 			}
 		}
 	})
@@ -278,4 +282,20 @@ func (c *Consumer) runGroup(ctx context.Context, client sarama.Client, group str
 		backoff = 200 * time.Millisecond
 	}
 	return nil
+}
+
+// isCommitError reports the errors sarama's offset manager reports for a
+// failed OffsetCommit.
+func isCommitError(err error) bool {
+	for _, k := range []sarama.KError{
+		sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable,
+		sarama.ErrOffsetsLoadInProgress, sarama.ErrIllegalGeneration, sarama.ErrUnknownMemberId,
+		sarama.ErrRebalanceInProgress, sarama.ErrOffsetMetadataTooLarge, sarama.ErrInvalidCommitOffsetSize,
+		sarama.ErrGroupAuthorizationFailed, sarama.ErrTopicAuthorizationFailed, sarama.ErrFencedInstancedId,
+	} {
+		if errors.Is(err, k) {
+			return true
+		}
+	}
+	return false
 }

@@ -108,7 +108,12 @@ func serve(ctx context.Context, cfg *config.Config, path string, env *cliEnv, lo
 		g.Go(func() error { return srv(gctx) })
 	}
 	g.Go(func() error { return cons.Run(gctx) })
-	g.Go(func() error { return reloadOnHUP(gctx, path, env, cfg, &rules, log) })
+	// Registered before Run starts so a SIGHUP never hits the default
+	// action (exit) once apicall reports itself running.
+	hup := make(chan os.Signal, 1) // signal.Notify needs a buffer; one pending reload is enough
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error { return reloadOn(gctx, hup, path, env, &rules, log) })
 	log.Info("apicall running", "version", version, "brokers", cfg.Kafka.Brokers, "group", cfg.Kafka.Group, "rules", len(cfg.Rules), "admin", cfg.Admin.Listen)
 	err = g.Wait()
 	log.Info("apicall stopped")
@@ -206,14 +211,11 @@ func adminServer(addr string, reg *prometheus.Registry, ready func() error, log 
 	}, nil
 }
 
-// reloadOnHUP reloads the rules on SIGHUP. A config that fails to load is
+// reloadOn reloads the rules on each signal from hup (SIGHUP). A config that fails to load is
 // rejected with its errors logged and the running rules kept; in-flight work
 // is untouched (events already matched keep their rules). Only the rules are
 // reloaded: kafka, dispatch and outcomes settings need a restart.
-func reloadOnHUP(ctx context.Context, path string, env *cliEnv, cfg *config.Config, rules *atomic.Pointer[config.Rules], log *slog.Logger) error {
-	hup := make(chan os.Signal, 1) // signal.Notify needs a buffer; one pending reload is enough
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func reloadOn(ctx context.Context, hup <-chan os.Signal, path string, env *cliEnv, rules *atomic.Pointer[config.Rules], log *slog.Logger) error {
 	for {
 		select {
 		case <-ctx.Done():
