@@ -1,0 +1,167 @@
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/apicall/apicall/schemas"
+)
+
+// timestampLayout is the body's timestamp: microseconds, then a literal
+// +00:00 (the product sends +00:00, not Z; receivers parse it as is).
+const timestampLayout = "2006-01-02T15:04:05.000000"
+
+// headerRoom is spare room in a call's header map for what the dispatcher
+// adds (Idempotency-Key, User-Agent, webhook-id, -timestamp, -signature), so
+// adding them does not grow the map.
+const headerRoom = 5
+
+// maxPooledBuf keeps one huge profile from pinning memory in the pool.
+const maxPooledBuf = 1 << 20
+
+// renderBuf is scratch space for one Render call, pooled per Rules.
+type renderBuf struct {
+	body []byte
+	strs []byte
+	tmp  []byte
+	ends []int
+}
+
+// callBox allocates a Call together with room for its header values, so a
+// typical call (up to four headers) costs one allocation for both.
+type callBox struct {
+	call Call
+	vals [4]string
+}
+
+var errNilEvent = errors.New("config: render: nil event")
+
+// Render builds the API call rule r makes for ev, with the body timestamp
+// from now. The body is exactly
+//
+//	{"path":P,"timestamp":"2021-02-01T07:27:44.469241+00:00","extra":{...},"user":{...}}
+//
+// with user the event's profile bytes unchanged ({} when the event has
+// none), and no "user" key when the rule excludes it. GET calls have no body
+// and no Content-Type. Render reads the event's raw JSON for the tags it
+// has and decodes nothing; the returned Call owns all its memory except
+// Path and SigningSecrets, which are shared with the rule.
+func (r *CompiledRule) Render(ev *schemas.Event, now time.Time) (*Call, error) {
+	if ev == nil {
+		return nil, errNilEvent
+	}
+	rb := r.rules.bufs.Get().(*renderBuf)
+	missing := 0
+
+	var body []byte
+	if r.method != http.MethodGet {
+		b := append(rb.body[:0], r.bodyHead...)
+		b = now.UTC().AppendFormat(b, timestampLayout)
+		b = append(b, `+00:00","extra":`...)
+		b = r.extra.render(b, ev, &missing, &rb.tmp)
+		if !r.excludeUser {
+			b = append(b, `,"user":`...)
+			b = appendUser(b, ev.User)
+		}
+		b = append(b, '}')
+		body = make([]byte, len(b))
+		copy(body, b)
+		rb.body = b
+	}
+
+	// The URL, the templated header values and the idempotency key are
+	// rendered back to back and become one string, sliced.
+	s := rb.strs[:0]
+	if r.urlLit == "" {
+		s = r.url.render(s, ev, &missing, &rb.tmp)
+	}
+	urlEnd := len(s)
+	ends := rb.ends[:0]
+	for i := range r.headers {
+		if h := &r.headers[i]; h.tags {
+			s = h.value.render(s, ev, &missing, &rb.tmp)
+		}
+		ends = append(ends, len(s))
+	}
+	s = appendIdempotencyKey(s, ev.Topic, ev.Partition, ev.Offset, r.name)
+	all := string(s)
+	rb.strs, rb.ends = s, ends
+
+	box := new(callBox)
+	c := &box.call
+	vals := box.vals[:]
+	if len(r.headers) > len(vals) {
+		vals = make([]string, len(r.headers))
+	}
+	c.Header = make(http.Header, len(r.headers)+headerRoom)
+	start := urlEnd
+	for i := range r.headers {
+		h := &r.headers[i]
+		if h.tags {
+			vals[i] = all[start:ends[i]]
+		} else {
+			vals[i] = h.lit
+		}
+		start = ends[i]
+		// Capacity 1: an Add by the caller copies instead of writing
+		// into the neighbouring header's value.
+		c.Header[h.name] = vals[i : i+1 : i+1]
+	}
+	c.URL = r.urlLit
+	if c.URL == "" {
+		c.URL = all[:urlEnd]
+	}
+	c.IdempotencyKey = all[start:]
+	c.Rule = r.name
+	c.Path = r.path
+	c.Method = r.method
+	c.Body = body
+	c.ExcludeUser = r.excludeUser
+	c.Timeout = r.timeout
+	c.MaxAttempts = r.maxAttempts
+	c.SigningSecrets = r.signingSecrets
+	c.MissingTags = missing
+
+	if cap(rb.body)+cap(rb.strs)+cap(rb.tmp) <= maxPooledBuf {
+		r.rules.bufs.Put(rb)
+	}
+	return c, nil
+}
+
+// appendUser appends the profile as the event carried it. An event without
+// a profile (or with null) sends {}: receivers written for the product
+// always get an object and can read user.email without a null check.
+func appendUser(dst, user []byte) []byte {
+	if t := bytes.TrimSpace(user); len(t) == 0 || string(t) == "null" {
+		return append(dst, "{}"...)
+	}
+	return append(dst, user...)
+}
+
+// IdempotencyKey returns the Idempotency-Key of the call rule makes for the
+// record at (topic, partition, offset): the first 16 bytes of
+// SHA-256(topic NUL partition NUL offset NUL rule), partition and offset in
+// decimal, as 32 lowercase hex characters. It is the same on every
+// redelivery and replay of the record and differs between rules; NUL cannot
+// occur in a topic or a rule name, so the fields cannot run into each other.
+func IdempotencyKey(topic string, partition int32, offset int64, rule string) string {
+	return string(appendIdempotencyKey(make([]byte, 0, 32), topic, partition, offset, rule))
+}
+
+func appendIdempotencyKey(dst []byte, topic string, partition int32, offset int64, rule string) []byte {
+	var in [256]byte
+	b := append(in[:0], topic...)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(partition), 10)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, offset, 10)
+	b = append(b, 0)
+	b = append(b, rule...)
+	sum := sha256.Sum256(b)
+	return hex.AppendEncode(dst, sum[:16])
+}
