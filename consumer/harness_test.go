@@ -56,7 +56,13 @@ func kclient(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
 // produce publishes records and waits for their acks.
 func produce(t testing.TB, addr string, recs ...*kgo.Record) {
 	t.Helper()
-	cl := kclient(t, addr, kgo.ProducerLinger(2*time.Millisecond), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	produceWith(t, addr, nil, recs...)
+}
+
+// produceWith is produce with extra client options (TLS, SASL).
+func produceWith(t testing.TB, addr string, opts []kgo.Opt, recs ...*kgo.Record) {
+	t.Helper()
+	cl := kclient(t, addr, append(opts, kgo.ProducerLinger(2*time.Millisecond), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i := 0; i < len(recs); i += 5000 {
@@ -115,6 +121,10 @@ func committed(t testing.TB, addr, group, topic string) (map[int32]int64, map[in
 	}
 	ends.Each(func(o kadm.ListedOffset) { e[o.Partition] = o.Offset })
 	return c, e
+}
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
 }
 
 // waitFor polls cond until it holds or the deadline passes. It is not a
