@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -192,6 +193,24 @@ rules:
 			t.Fatalf("metrics used by deploy/ but absent from /metrics: %v", missing)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	promtoolLint(t, body)
+}
+
+// promtoolLint runs `promtool check metrics` on a scrape when promtool is
+// installed (Debian's prometheus package; .ci/run installs it).
+func promtoolLint(t *testing.T, body string) {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Log("promtool not installed: metrics lint skipped")
+		return
+	}
+	cmd := exec.Command(path, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
 
