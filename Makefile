@@ -15,10 +15,10 @@ build: ## build bin/apicall
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/apicall
 
 run: build ## run apicall on the embedded broker with config/example.yaml, a receiver printing calls, and one sample event (Ctrl-C stops)
-	@trap 'kill 0 2>/dev/null' INT TERM EXIT; \
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
 	$(BIN) receive --listen 127.0.0.1:8080 & \
 	$(BIN) run --config $(CONFIG) --log-format text & \
-	$(BIN) produce --brokers 127.0.0.1:9092 --topic user-events --key user.id < config/testdata/fixture-event.json; \
+	$(BIN) produce --brokers 127.0.0.1:9092 --topic user-events --key user.id --wait 60s < config/testdata/fixture-event.json && \
 	echo ">> published config/testdata/fixture-event.json to user-events; the call prints below. Publish more with:"; \
 	echo ">>   $(BIN) produce --brokers 127.0.0.1:9092 --topic user-events --key user.id < config/testdata/fixture-event.json"; \
 	wait

@@ -26,6 +26,9 @@ type ProduceOptions struct {
 	// the record; "" leaves records unkeyed.
 	KeyField    string
 	RegistryURL string
+	// Wait is how long to wait for the brokers to accept connections
+	// before giving up (a broker that is still starting); 0 means no wait.
+	Wait time.Duration
 	// In holds one JSON event per line; blank lines are skipped.
 	In io.Reader
 }
@@ -36,6 +39,9 @@ type ProduceOptions struct {
 func Produce(ctx context.Context, o ProduceOptions) (int, error) {
 	enc, err := newLineEncoder(ctx, o)
 	if err != nil {
+		return 0, err
+	}
+	if err := waitForBrokers(ctx, o.Brokers, o.Wait); err != nil {
 		return 0, err
 	}
 	w := &kafka.Writer{
@@ -97,6 +103,36 @@ func Produce(ctx context.Context, o ProduceOptions) (int, error) {
 		return sent, fmt.Errorf("read input: %w", err)
 	}
 	return sent, flush()
+}
+
+// waitForBrokers dials the brokers until one answers a metadata request or
+// wait has passed.
+func waitForBrokers(ctx context.Context, brokers []string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		var last error
+		for _, b := range brokers {
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			conn, err := kafka.DialContext(dctx, "tcp", b)
+			cancel()
+			if err == nil {
+				_, err = conn.Brokers()
+				conn.Close()
+				if err == nil {
+					return nil
+				}
+			}
+			last = err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("brokers %v not reachable: %w", brokers, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // newLineEncoder returns the function that turns one JSON line into the

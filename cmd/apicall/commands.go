@@ -133,6 +133,7 @@ func cmdProduce(ctx context.Context, args []string, env *cliEnv) error {
 	format := fs.String("format", "json", "json or avro (Confluent wire format when --registry is set, single-object encoding otherwise)")
 	key := fs.String("key", "", "field path whose value becomes the record key, e.g. user.id")
 	registry := fs.String("registry", "", "schema registry URL for --format avro")
+	wait := fs.Duration("wait", 10*time.Second, "how long to wait for the brokers to come up")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -148,6 +149,7 @@ func cmdProduce(ctx context.Context, args []string, env *cliEnv) error {
 		Format:      *format,
 		KeyField:    *key,
 		RegistryURL: *registry,
+		Wait:        *wait,
 		In:          env.stdin,
 	})
 	fmt.Fprintf(env.stderr, "apicall produce: %d events published to %s\n", n, *topic)
