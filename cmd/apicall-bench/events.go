@@ -53,7 +53,7 @@ func appendEvent(b []byte, i int, sentNS int64) []byte {
 	b = strconv.AppendBool(b, id%2 == 0)
 	b = append(b, `,"browser_language":"en","score":`...)
 	b = strconv.AppendInt(b, int64(id%100), 10)
-	b = append(b, `,"browser":"Chrome","os_type":"Mac OS X","resolution":"1440x900","created_at":"2021-01-07T13:33:24.585602Z","updated_at":"2021-01-12T15:08:07.917571Z","attributes":[],"gravatar_url":null,"lists":[],"tags":[{"id":16,"name":"random_tag"}],"notifications":true,"facebook_url":null,"linkedin_url":null,"twitter_url":null,"google_url":null,"last_contacted":"2021-01-07T13:33:40.598000Z","user_id":"u`...)
+	b = append(b, `,"browser":"Chrome","os_type":"Mac OS X","resolution":"1440x900","created_at":"2021-01-07T13:33:24.585602Z","updated_at":"2021-01-12T15:08:07.917571Z","attributes":[{"name":"plan_interest","value":"annual"},{"name":"referrer","value":"https://www.example.org/blog/launch"}],"gravatar_url":null,"lists":["newsletter"],"tags":[{"id":16,"name":"random_tag"}],"notifications":true,"facebook_url":null,"linkedin_url":null,"twitter_url":null,"google_url":null,"last_contacted":"2021-01-07T13:33:40.598000Z","user_id":"u`...)
 	b = strconv.AppendInt(b, int64(id), 10)
 	b = append(b, `"},"data":{"plan":"`...)
 	if id%3 == 0 {
@@ -98,13 +98,28 @@ type producer struct {
 	first  atomic.Value // error
 }
 
+// compressions are the --compression values.
+var compressions = map[string]kgo.CompressionCodec{
+	"none":   kgo.NoCompression(),
+	"gzip":   kgo.GzipCompression(),
+	"snappy": kgo.SnappyCompression(),
+	"lz4":    kgo.Lz4Compression(),
+	"zstd":   kgo.ZstdCompression(),
+}
+
 // newProducer connects to addr. linger trades latency for batching: the
-// backlog uses a few ms, the paced producer none.
-func newProducer(addr, topic string, linger time.Duration) (*producer, error) {
+// backlog uses a few ms, the paced producer none. compression is a key of
+// compressions.
+func newProducer(addr, topic string, linger time.Duration, compression string) (*producer, error) {
+	codec, ok := compressions[compression]
+	if !ok {
+		return nil, fmt.Errorf("unknown compression %q", compression)
+	}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(addr),
 		kgo.DefaultProduceTopic(topic),
 		kgo.ProducerLinger(linger),
+		kgo.ProducerBatchCompression(codec),
 		kgo.MaxBufferedRecords(20000),
 	)
 	if err != nil {

@@ -138,7 +138,7 @@ type tally struct {
 type shard struct {
 	mu   sync.Mutex
 	seen map[string]struct{}
-	lat  []int64 // event-to-call latency of first-time calls, ns
+	lat  []int64  // event-to-call latency of first-time calls, ns
 	_    [24]byte // pad to a cache line: shards are hit concurrently
 }
 
