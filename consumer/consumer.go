@@ -79,6 +79,12 @@ type Consumer struct {
 	replayed   bool
 	lagEvery   time.Duration
 	partitions sync.Map // topicPartition -> *tracker, for lag and oldest age
+
+	// Replay hooks: nil in live mode; Replay sets them before it handles
+	// the first record. filter drops matched rules a replay leaves out
+	// (--rule, --host); recorded sees each outcome record once written.
+	filter   func(ev *schemas.Event, r *config.CompiledRule) bool
+	recorded func(rec *OutcomeRecord)
 }
 
 type topicPartition struct {
@@ -204,8 +210,24 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return c.runGroup(gctx, client, k.Group, topics, &liveHandler{c: c})
 	})
 	if c.cfg.Outcomes.RetryTopic != "" {
+		// The retry group has a client of its own: sarama consumer groups
+		// must not share one. A JoinGroup waits on the coordinator's
+		// connection for the whole rebalance and a broker answers a
+		// connection's requests in order, so on a shared client the live
+		// group's heartbeats, commits and fetches would queue behind the
+		// retry group's JoinGroup: its session expires, and its partitions
+		// go to another member while it still works on them.
+		rsc, err := saramaConfig(k, k.ClientID)
+		if err != nil {
+			return err
+		}
+		rclient, err := connect(ctx, k.Brokers, rsc, c.log)
+		if err != nil {
+			return err
+		}
+		defer rclient.Close()
 		g.Go(func() error {
-			return c.runGroup(gctx, client, k.Group+".retry", []string{c.cfg.Outcomes.RetryTopic}, &retryHandler{c: c})
+			return c.runGroup(gctx, rclient, k.Group+".retry", []string{c.cfg.Outcomes.RetryTopic}, &retryHandler{c: c})
 		})
 	}
 	g.Go(func() error { return c.runLag(gctx, client, topics) })

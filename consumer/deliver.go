@@ -42,25 +42,41 @@ func (c *Consumer) handleEvent(ctx context.Context, src source) error {
 		c.m.events.WithLabelValues(src.Topic, "undecodable").Inc()
 		return c.deadLetterEvent(ctx, src, decodeReason(err), err)
 	}
+	return c.dispatchEvent(ctx, src, &ev)
+}
+
+// dispatchEvent matches a decoded event and delivers each matched rule's
+// call; its result is handleEvent's. Replay calls it directly.
+func (c *Consumer) dispatchEvent(ctx context.Context, src source, ev *schemas.Event) error {
 	var buf [8]*config.CompiledRule
-	matched := c.rules().Match(buf[:0], &ev)
+	matched := c.match(buf[:0], ev)
 	if len(matched) == 0 {
 		c.m.events.WithLabelValues(src.Topic, "unmatched").Inc()
 		return nil
 	}
 	c.m.events.WithLabelValues(src.Topic, "matched").Inc()
 	if len(matched) == 1 {
-		return c.deliver(ctx, src, &ev, matched[0], retryState{})
+		return c.deliver(ctx, src, ev, matched[0], retryState{})
 	}
 	// Several rules: call them concurrently so one slow host does not
 	// delay the others' calls for the same event.
 	var wg sync.WaitGroup
 	errs := make([]error, len(matched))
 	for i, r := range matched {
-		wg.Go(func() { errs[i] = c.deliver(ctx, src, &ev, r, retryState{}) })
+		wg.Go(func() { errs[i] = c.deliver(ctx, src, ev, r, retryState{}) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// match appends to dst the rules that fire for ev, less those the replay
+// filter drops (there is none in live mode).
+func (c *Consumer) match(dst []*config.CompiledRule, ev *schemas.Event) []*config.CompiledRule {
+	matched := c.rules().Match(dst, ev)
+	if c.filter == nil {
+		return matched
+	}
+	return slices.DeleteFunc(matched, func(r *config.CompiledRule) bool { return !c.filter(ev, r) })
 }
 
 // decode decodes the record, waiting with backoff while the schema registry
@@ -106,7 +122,11 @@ func (c *Consumer) deadLetterEvent(ctx context.Context, src source, reason strin
 		hdrError, truncate(cause.Error(), 1024),
 		hdrAt, c.now().UTC().Format(timeLayoutMicros),
 	)
-	if err := c.writer.write(ctx, msg); err != nil {
+	err := c.writer.writeOrTooLarge(ctx, msg)
+	if errors.Is(err, errTooLarge) {
+		err = c.writer.write(ctx, withoutValue(msg, len(src.Value)))
+	}
+	if err != nil {
 		return err
 	}
 	c.m.deadLetters.WithLabelValues(reason).Inc()
@@ -203,7 +223,29 @@ func (c *Consumer) deliver(ctx context.Context, src source, ev *schemas.Event, r
 	// The parked record carries the event, not the rendered call: no
 	// header secret is ever written to Kafka, and the retry re-renders
 	// with the rule as it is then.
-	return c.record(ctx, src, rec, res.Host, park)
+	err = c.record(ctx, src, rec, res.Host, park)
+	if !errors.Is(err, errTooLarge) {
+		return err
+	}
+	// Too large to park (over the writer's or the broker's record size
+	// limit): it could never be retried, so dead-letter it now, without
+	// its value, instead of retrying the write forever.
+	rec.Outcome, rec.NextAttemptAt = outcomeDeadLettered, ""
+	dl := withoutValue(src.annotated(c.cfg.Outcomes.DeadLetterTopic,
+		hdrReason, "too_large",
+		hdrRule, rule.Name(),
+		hdrError, rec.Error,
+		hdrLastStatus, strconv.Itoa(res.Status),
+		hdrAttempts, strconv.Itoa(st.attempts),
+		hdrRetries, strconv.Itoa(st.retries),
+		hdrFirstAttempt, st.first.UTC().Format(timeLayoutMicros),
+		hdrAt, now.UTC().Format(timeLayoutMicros),
+	), len(src.Value))
+	if err := c.record(ctx, src, rec, res.Host, dl); err != nil {
+		return err
+	}
+	c.m.deadLetters.WithLabelValues("too_large").Inc()
+	return nil
 }
 
 // outcome starts an outcome record for src and rule.
@@ -238,13 +280,33 @@ func (c *Consumer) record(ctx context.Context, src source, rec OutcomeRecord, ho
 		return fmt.Errorf("encode outcome: %w", err)
 	}
 	msgs := append(extra, kafka.Message{Topic: c.cfg.Outcomes.Topic, Key: src.Key, Value: b})
-	if err := c.writer.write(ctx, msgs...); err != nil {
+	write := c.writer.write
+	if len(extra) > 0 {
+		write = c.writer.writeOrTooLarge
+	}
+	err = write(ctx, msgs...)
+	if errors.Is(err, errTooLarge) {
+		// A retry or dead-letter record carries the event and can be over
+		// the size limit. A parked one needs its value (the retry decodes
+		// it): the caller dead-letters instead. A dead letter goes without.
+		for i := range extra {
+			if msgs[i].Topic != c.cfg.Outcomes.DeadLetterTopic {
+				return err
+			}
+			msgs[i] = withoutValue(msgs[i], len(src.Value))
+		}
+		err = c.writer.write(ctx, msgs...)
+	}
+	if err != nil {
 		return err
 	}
 	if host == "" {
 		host = "none"
 	}
 	c.m.deliveries.WithLabelValues(rec.Rule, host, rec.Outcome).Inc()
+	if c.recorded != nil {
+		c.recorded(&rec)
+	}
 	return nil
 }
 

@@ -62,7 +62,11 @@ func (h *liveHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-// commit marks every partition's commit point and commits when one moved.
+// commit marks every partition's commit point and commits. sarama sends
+// only the offsets marked since its last successful commit, and a failed
+// commit leaves them marked: committing on every tick, not only when a
+// point moved, retries a failed commit even once the partition is idle
+// (else the group's offset would stay behind until the next event).
 func (h *liveHandler) commit(sess sarama.ConsumerGroupSession) {
 	h.mu.Lock()
 	moved := false
@@ -84,6 +88,7 @@ func (h *liveHandler) commit(sess sarama.ConsumerGroupSession) {
 		h.c.m.oldestInflight.Set(max(0, h.c.now().Sub(oldest).Seconds()))
 	}
 	if !moved {
+		sess.Commit() // sends nothing unless an earlier commit failed
 		return
 	}
 	start := time.Now()

@@ -47,9 +47,25 @@ func newWriter(brokers []string, tr *kafka.Transport, log *slog.Logger) *writer 
 	}
 }
 
+// errTooLarge: a record is over the size the writer (BatchBytes) or the
+// broker (message.max.bytes) accepts; writing it again cannot succeed.
+var errTooLarge = errors.New("record too large to write")
+
 // write publishes msgs and returns once all are acknowledged, or ctx ends.
 func (w *writer) write(ctx context.Context, msgs ...kafka.Message) error {
+	return w.publish(ctx, false, msgs)
+}
+
+// writeOrTooLarge is write, except that it gives up with errTooLarge when
+// the records are refused as too large, so that the caller can write them
+// without the event's value instead of retrying forever (a stuck partition).
+func (w *writer) writeOrTooLarge(ctx context.Context, msgs ...kafka.Message) error {
+	return w.publish(ctx, true, msgs)
+}
+
+func (w *writer) publish(ctx context.Context, giveUpTooLarge bool, msgs []kafka.Message) error {
 	backoff := 50 * time.Millisecond
+	refused := 0 // consecutive refusals by the broker as too large
 	for {
 		err := w.w.WriteMessages(ctx, msgs...)
 		if err == nil {
@@ -60,6 +76,22 @@ func (w *writer) write(ctx context.Context, msgs ...kafka.Message) error {
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("write %d records: %w", len(msgs), errors.Join(err, ctx.Err()))
+		}
+		if giveUpTooLarge {
+			var mtl kafka.MessageTooLargeError
+			if errors.As(err, &mtl) {
+				// Over BatchBytes: refused before sending, every time.
+				return fmt.Errorf("write %d records: %w: %w", len(msgs), errTooLarge, err)
+			}
+			// The broker refuses a whole batch, and a batch holds the
+			// records of concurrent callers: this call may only have
+			// shared one with the offender. Three refusals in a row
+			// (the offender gives up after as many) are its own.
+			if !refusedAsTooLarge(err) {
+				refused = 0
+			} else if refused++; refused >= 3 {
+				return fmt.Errorf("write %d records: %w: %w", len(msgs), errTooLarge, err)
+			}
 		}
 		if w.failed.Add(1) == 1 {
 			w.log.Warn("record write failed; retrying until it succeeds", "topic", msgs[0].Topic, "err", err)
@@ -72,6 +104,21 @@ func (w *writer) write(ctx context.Context, msgs ...kafka.Message) error {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// refusedAsTooLarge reports whether the broker refused records as over
+// its size limit. WriteErrors does not unwrap, so look inside.
+func refusedAsTooLarge(err error) bool {
+	var we kafka.WriteErrors
+	if errors.As(err, &we) {
+		for _, e := range we {
+			if e != nil && refusedAsTooLarge(e) {
+				return true
+			}
+		}
+		return false
+	}
+	return errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge)
 }
 
 func (w *writer) Close() error { return w.w.Close() }

@@ -60,6 +60,7 @@ const (
 	hdrNextAttempt   = "apicall-next-attempt-at"
 	hdrLastStatus    = "apicall-last-status"
 	hdrParkedAt      = "apicall-parked-at"
+	hdrValueBytes    = "apicall-value-bytes"
 	timeLayoutMicros = "2006-01-02T15:04:05.000000Z07:00"
 )
 
@@ -114,6 +115,22 @@ func (s source) annotated(topic string, kv ...string) kafka.Message {
 		h = append(h, kafka.Header{Key: kv[i], Value: []byte(kv[i+1])})
 	}
 	return kafka.Message{Topic: topic, Key: s.Key, Value: s.Value, Headers: h}
+}
+
+// withoutValue returns m without the event's value and original headers,
+// plus apicall-value-bytes with the value's size: a dead letter too large
+// to write whole still records the event's position, rule and reason (the
+// event itself stays in the source topic at apicall-source-offset).
+func withoutValue(m kafka.Message, size int) kafka.Message {
+	h := make([]kafka.Header, 0, len(m.Headers)+1)
+	for _, x := range m.Headers {
+		if len(x.Key) >= 8 && x.Key[:8] == "apicall-" {
+			h = append(h, x)
+		}
+	}
+	m.Value = nil
+	m.Headers = append(h, kafka.Header{Key: hdrValueBytes, Value: []byte(strconv.Itoa(size))})
+	return m
 }
 
 // header returns the value of the last header named k.

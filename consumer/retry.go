@@ -63,19 +63,17 @@ func (h *retryHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
+// commit commits every tick, not only when a point moved: a failed commit
+// stays marked in sarama and is retried (see liveHandler.commit).
 func (h *retryHandler) commit(sess sarama.ConsumerGroupSession) {
 	h.mu.Lock()
-	moved := false
 	for tp, t := range h.trackers {
 		if next, changed := t.commitPoint(); changed {
 			sess.MarkOffset(tp.topic, tp.partition, next, "")
-			moved = true
 		}
 	}
 	h.mu.Unlock()
-	if moved {
-		sess.Commit()
-	}
+	sess.Commit()
 }
 
 // parked is one record of the retry topic waiting for its time.

@@ -49,6 +49,7 @@ func commands() []command {
 		{"check", "validate a config file", cmdCheck},
 		{"render", "show which rules match an event and the exact requests; sends nothing", cmdRender},
 		{"lag", "committed offset, end offset, lag and lag seconds per partition", cmdLag},
+		{"replay", "re-run rules over an offset or time range, or re-drive dead letters", cmdReplay},
 		{"version", "print the version", func(_ context.Context, _ []string, env *cliEnv) error {
 			fmt.Fprintln(env.stdout, "apicall", version)
 			return nil

@@ -49,8 +49,16 @@ func cmdRun(ctx context.Context, args []string, env *cliEnv) error {
 }
 
 // serve runs apicall: the embedded broker when no brokers are configured,
-// the admin endpoint, the consumer, and config reload on SIGHUP.
+// the admin endpoint, the consumer, and config reload (SIGHUP or a changed
+// file).
 func serve(ctx context.Context, cfg *config.Config, path string, env *cliEnv, log *slog.Logger) error {
+	// Registered first, before any goroutine or the embedded broker starts:
+	// a SIGHUP that arrived before Notify would take the default action
+	// and end the process.
+	hup := make(chan os.Signal, 1) // signal.Notify needs a buffer; one pending reload is enough
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{
@@ -108,11 +116,6 @@ func serve(ctx context.Context, cfg *config.Config, path string, env *cliEnv, lo
 		g.Go(func() error { return srv(gctx) })
 	}
 	g.Go(func() error { return cons.Run(gctx) })
-	// Registered before Run starts so a SIGHUP never hits the default
-	// action (exit) once apicall reports itself running.
-	hup := make(chan os.Signal, 1) // signal.Notify needs a buffer; one pending reload is enough
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	g.Go(func() error { return reloadOn(gctx, hup, path, env, &rules, log) })
 	log.Info("apicall running", "version", version, "brokers", cfg.Kafka.Brokers, "group", cfg.Kafka.Group, "rules", len(cfg.Rules), "admin", cfg.Admin.Listen)
 	err = g.Wait()
@@ -211,23 +214,51 @@ func adminServer(addr string, reg *prometheus.Registry, ready func() error, log 
 	}, nil
 }
 
-// reloadOn reloads the rules on each signal from hup (SIGHUP). A config that fails to load is
-// rejected with its errors logged and the running rules kept; in-flight work
-// is untouched (events already matched keep their rules). Only the rules are
-// reloaded: kafka, dispatch and outcomes settings need a restart.
+// reloadPoll is how often reloadOn checks the config file for a change.
+const reloadPoll = 2 * time.Second
+
+// reloadOn reloads the rules on SIGHUP (hup) and when the config file
+// changes (modification time or size, checked every reloadPoll: an edit, a
+// Kubernetes ConfigMap update). A config that fails to load is rejected with
+// its errors logged and the running rules kept; in-flight work is untouched
+// (events already matched keep their rules). Only the rules are reloaded:
+// kafka, dispatch and outcomes settings need a restart.
 func reloadOn(ctx context.Context, hup <-chan os.Signal, path string, env *cliEnv, rules *atomic.Pointer[config.Rules], log *slog.Logger) error {
+	type stamp struct {
+		mod  int64
+		size int64
+	}
+	stat := func() (stamp, bool) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return stamp{}, false // being replaced; the next poll sees the new file
+		}
+		return stamp{fi.ModTime().UnixNano(), fi.Size()}, true
+	}
+	last, _ := stat()
+	tick := time.NewTicker(reloadPoll)
+	defer tick.Stop()
 	for {
+		var trigger string
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			next, err := config.Load(path, env.lookupEnv)
-			if err != nil {
-				log.Error("config reload rejected; keeping the running rules", "path", path, "errors", err.Error())
+			trigger = "SIGHUP"
+		case <-tick.C:
+			s, ok := stat()
+			if !ok || s == last {
 				continue
 			}
-			rules.Store(next.Compiled())
-			log.Info("config reloaded", "path", path, "rules", len(next.Rules))
+			trigger = "file changed"
 		}
+		last, _ = stat()
+		next, err := config.Load(path, env.lookupEnv)
+		if err != nil {
+			log.Error("config reload rejected; keeping the running rules", "path", path, "trigger", trigger, "errors", err.Error())
+			continue
+		}
+		rules.Store(next.Compiled())
+		log.Info("config reloaded", "path", path, "trigger", trigger, "rules", len(next.Rules))
 	}
 }
