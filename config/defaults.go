@@ -23,7 +23,7 @@ const (
 	DefaultDeadLetterTopic = "apicall.dead-letter"
 
 	DefaultMaxInFlight        = 1024
-	DefaultMaxInFlightTotal   = 2048
+	DefaultMaxInFlightTotal   = 1024
 	DefaultMaxInFlightPerHost = 512
 	DefaultHostWait           = time.Second
 	DefaultTimeout            = 10 * time.Second

@@ -66,7 +66,7 @@ rules:
 		Admin:    Admin{Listen: "127.0.0.1:9464"},
 		Outcomes: Outcomes{Topic: "apicall.outcomes", RetryTopic: "apicall.retry", DeadLetterTopic: "apicall.dead-letter"},
 		Dispatch: Dispatch{
-			MaxInFlight: 1024, MaxInFlightTotal: 2048, MaxInFlightPerHost: 512, HostWait: time.Second,
+			MaxInFlight: 1024, MaxInFlightTotal: 1024, MaxInFlightPerHost: 512, HostWait: time.Second,
 			Timeout: 10 * time.Second, MaxAttempts: 3, Ordering: "none", ShutdownGrace: 30 * time.Second,
 			Breaker: Breaker{Window: 30 * time.Second, MinRequests: 20, FailureRatio: 0.5, OpenTimeout: 30 * time.Second, HalfOpenRequests: 1},
 			Hosts: map[string]Host{

@@ -71,6 +71,7 @@ type Consumer struct {
 
 	writer   *writer
 	global   chan struct{} // global in-flight cap; see Dispatch.MaxInFlightTotal
+	pool     *pool         // goroutines that run events; created and closed by Run
 	hardStop context.Context
 
 	joined     atomic.Bool  // a group session is active
@@ -179,6 +180,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	})
 	defer stopGrace()
 	c.hardStop = hardStop
+	// Idle workers linger a few seconds so a steady stream reuses them;
+	// close (after every claim has drained) waits for all of them.
+	c.pool = newPool(5 * time.Second)
+	defer c.pool.close()
 
 	sc, err := saramaConfig(k, k.ClientID)
 	if err != nil {

@@ -60,11 +60,14 @@ func (c *Consumer) dispatchEvent(ctx context.Context, src source, ev *schemas.Ev
 	}
 	// Several rules: call them concurrently so one slow host does not
 	// delay the others' calls for the same event.
+	// The last one runs here, on the event's own goroutine.
 	var wg sync.WaitGroup
 	errs := make([]error, len(matched))
-	for i, r := range matched {
+	last := len(matched) - 1
+	for i, r := range matched[:last] {
 		wg.Go(func() { errs[i] = c.deliver(ctx, src, ev, r, retryState{}) })
 	}
+	errs[last] = c.deliver(ctx, src, ev, matched[last], retryState{})
 	wg.Wait()
 	return errors.Join(errs...)
 }

@@ -107,9 +107,10 @@ func (h *liveHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 	tp := topicPartition{claim.Topic(), claim.Partition()}
 	d := c.cfg.Dispatch
 	// The window bounds records read but not committable (done ones waiting
-	// behind a slow one); 64 x the in-flight cap keeps a partition flowing
-	// past a slow call for a while at small fixed cost (24 B a slot).
-	tr := newTracker(claim.InitialOffset(), 64*d.MaxInFlight)
+	// behind a slow one); 8 x the in-flight cap keeps a partition flowing
+	// past a slow call for a while at a small fixed cost (24 B a slot,
+	// allocated when the partition is claimed).
+	tr := newTracker(claim.InitialOffset(), 8*d.MaxInFlight)
 	h.mu.Lock()
 	h.trackers[tp] = tr
 	h.mu.Unlock()
@@ -214,7 +215,9 @@ func (p *partitionWorker) start(msg *sarama.ConsumerMessage) {
 	}
 	c.inflight.Add(1)
 	c.m.inflight.Inc()
-	p.wg.Go(func() {
+	p.wg.Add(1)
+	c.pool.submit(func() {
+		defer p.wg.Done()
 		defer func() {
 			p.release()
 			c.inflight.Add(-1)

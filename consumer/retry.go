@@ -148,7 +148,9 @@ func (h *retryHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 				case <-sessCtx.Done():
 					goto drain
 				}
-				wg.Go(func() {
+				wg.Add(1)
+				c.pool.submit(func() {
+					defer wg.Done()
 					defer func() { <-c.global }()
 					if err := c.retryOne(work, p.msg); err == nil {
 						tr.done(p.idx)

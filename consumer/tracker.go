@@ -24,9 +24,11 @@ type tracker struct {
 	space   chan struct{}
 }
 
+// trackEntry is 24 bytes: the timestamp is kept as Unix nanoseconds, not a
+// time.Time (24 bytes on its own), since windows hold thousands of entries.
 type trackEntry struct {
 	offset int64
-	ts     time.Time
+	ts     int64 // Kafka record time, Unix nanoseconds
 	done   bool
 }
 
@@ -61,7 +63,7 @@ func (t *tracker) add(offset int64, ts time.Time) int {
 		t.next = offset
 	}
 	i := (t.head + t.n) % len(t.entries)
-	t.entries[i] = trackEntry{offset: offset, ts: ts}
+	t.entries[i] = trackEntry{offset: offset, ts: ts.UnixNano()}
 	t.n++
 	return i
 }
@@ -107,5 +109,5 @@ func (t *tracker) pending() (int, time.Time) {
 	if t.n == 0 {
 		return 0, time.Time{}
 	}
-	return t.n, t.entries[t.head].ts
+	return t.n, time.Unix(0, t.entries[t.head].ts)
 }

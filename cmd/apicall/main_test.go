@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/apicall/apicall/deploy"
 )
@@ -222,4 +225,31 @@ func missingMetrics(body string, names []string) []string {
 		}
 	}
 	return missing
+}
+
+// TestPprofOnlyWhenAsked: the profiler exposes internals, so the admin
+// endpoint serves it only with APICALL_PPROF set.
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		addr := freeAddr(t)
+		srv, err := adminServer(addr, prometheus.NewRegistry(), func() error { return nil }, on, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv(ctx) }()
+		resp, err := http.Get("http://" + addr + "/debug/pprof/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{false: http.StatusNotFound, true: http.StatusOK}[on]; resp.StatusCode != want {
+			t.Errorf("pprof on=%v: status %d, want %d", on, resp.StatusCode, want)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
 }

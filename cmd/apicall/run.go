@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -109,7 +110,8 @@ func serve(ctx context.Context, cfg *config.Config, path string, env *cliEnv, lo
 
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Admin.Listen != "-" {
-		srv, err := adminServer(cfg.Admin.Listen, reg, cons.Ready, log)
+		v, _ := env.lookupEnv("APICALL_PPROF")
+		srv, err := adminServer(cfg.Admin.Listen, reg, cons.Ready, v != "" && v != "0", log)
 		if err != nil {
 			return err
 		}
@@ -177,8 +179,17 @@ func newDispatcher(cfg *config.Config, reg prometheus.Registerer, log *slog.Logg
 
 // adminServer serves /metrics, /healthz and /readyz. It binds now (so a
 // taken port fails start-up) and serves until ctx ends.
-func adminServer(addr string, reg *prometheus.Registry, ready func() error, log *slog.Logger) (func(context.Context) error, error) {
+func adminServer(addr string, reg *prometheus.Registry, ready func() error, withPprof bool, log *slog.Logger) (func(context.Context) error, error) {
 	mux := http.NewServeMux()
+	if withPprof {
+		// APICALL_PPROF=1: Go's profiler, for benchmarks and incidents. Off
+		// by default: profiles expose internals and cost CPU while taken.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
