@@ -5,8 +5,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 CONFIG    ?= config/example.yaml
 FUZZTIME  ?= 30s
+SOAKLOG   ?= bin/soak.log
 
-.PHONY: help build run demo test test-short bench soak fuzz lint tidy clean
+.PHONY: help build run demo test test-short bench soak soak-table fuzz lint tidy clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,11 +32,21 @@ test-short: ## the suite without the race detector, faster
 
 bench: build ## end-to-end throughput benchmark (apicall vs a bare-loop baseline) plus the hot-path micro benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./config/ ./schemas/ ./dispatcher/
-	$(GO) run ./cmd/apicall-bench $(BENCHFLAGS)
+	$(GO) run ./cmd/apicall-bench --apicall-bin $(BIN) $(BENCHFLAGS)
 
-soak: ## long reliability scenarios and fuzzing (not run in CI)
-	APICALL_SOAK=1 $(GO) test -race -count=1 -timeout 80m -run 'Soak|Reliability' -v ./...
-	$(MAKE) fuzz FUZZTIME=2m
+soak: ## long reliability scenarios (APICALL_SOAK=1), a table of them, then every fuzz target for 1m (not run in CI)
+	@mkdir -p $(dir $(SOAKLOG))
+	@{ APICALL_SOAK=1 $(GO) test -race -count=1 -timeout 80m -run 'Soak|Reliability' -v ./... 2>&1; echo $$? > $(SOAKLOG).rc; } | tee $(SOAKLOG)
+	@$(MAKE) --no-print-directory soak-table
+	@test "$$(cat $(SOAKLOG).rc)" = 0 || { echo "soak: scenarios failed (log: $(SOAKLOG))"; exit 1; }
+	$(MAKE) fuzz FUZZTIME=1m
+	@$(MAKE) --no-print-directory soak-table
+
+# soak-table prints the scenarios' "SOAK| scenario | events | delivered |
+# duplicates | dead-lettered | lost | time" lines of the last soak as a table.
+soak-table:
+	@printf '\n| scenario | events | delivered | duplicates | dead-lettered | lost | time |\n|---|---:|---:|---:|---:|---:|---:|\n'
+	@grep -o 'SOAK|.*' $(SOAKLOG) | sed -e 's/^SOAK|/|/' -e 's/$$/ |/'
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in ./config ./schemas; do \
