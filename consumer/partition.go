@@ -15,8 +15,8 @@ type liveHandler struct {
 
 	mu       sync.Mutex
 	trackers map[topicPartition]*tracker // this session's partitions
-	stop     context.CancelFunc
-	done     chan struct{}
+	// stopCommits ends the session's commit loop (Cleanup).
+	stopCommits func()
 }
 
 // Setup starts the session's commit loop; it runs until Cleanup.
@@ -27,29 +27,14 @@ func (h *liveHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	h.mu.Lock()
 	h.trackers = make(map[topicPartition]*tracker)
 	h.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	h.stop, h.done = cancel, make(chan struct{})
-	go func() { // exits when Cleanup calls h.stop
-		defer close(h.done)
-		t := time.NewTicker(h.c.cfg.Kafka.CommitInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				h.commit(sess)
-			}
-		}
-	}()
+	h.stopCommits = every(h.c.cfg.Kafka.CommitInterval, func() { h.commit(sess) })
 	return nil
 }
 
 // Cleanup runs after every ConsumeClaim returned: final commit of what is
 // recorded, before the partitions are released.
 func (h *liveHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
-	h.stop()
-	<-h.done
+	h.stopCommits()
 	h.commit(sess)
 	h.c.joined.Store(false)
 	h.mu.Lock()
@@ -120,12 +105,9 @@ func (h *liveHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 	work, cancelWork := context.WithCancel(c.hardStop)
 	defer cancelWork()
 	p := &partitionWorker{
-		c:     c,
-		tr:    tr,
-		sem:   make(chan struct{}, d.MaxInFlight),
-		ctx:   work,
-		keyed: d.Ordering == "key",
-		keys:  make(map[string]chan struct{}),
+		lane: newLane(tr, d.MaxInFlight, c.global, d.Ordering == "key"),
+		c:    c,
+		ctx:  work,
 	}
 	sessCtx := sess.Context()
 read:
@@ -155,64 +137,20 @@ read:
 
 // partitionWorker runs the events of one claimed partition.
 type partitionWorker struct {
-	c     *Consumer
-	tr    *tracker
-	sem   chan struct{} // per-partition in-flight cap (dispatch.max_in_flight)
-	ctx   context.Context
-	wg    sync.WaitGroup
-	keyed bool
-
-	mu   sync.Mutex
-	keys map[string]chan struct{} // key -> done channel of its latest event (ordering: key)
+	lane
+	c   *Consumer
+	ctx context.Context
+	wg  sync.WaitGroup
 }
 
-// waitRoom blocks until the tracker window, the partition cap and the global
-// cap all have room, or ctx ends. It acquires one slot of each semaphore.
-func (p *partitionWorker) waitRoom(ctx context.Context) bool {
-	for p.tr.full() {
-		select {
-		case <-p.tr.space:
-		case <-ctx.Done():
-			return false
-		}
-	}
-	select {
-	case p.sem <- struct{}{}:
-	case <-ctx.Done():
-		return false
-	}
-	select {
-	case p.c.global <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		<-p.sem
-		return false
-	}
-}
-
-// release gives back the slots one waitRoom acquired.
-func (p *partitionWorker) release() {
-	<-p.c.global
-	<-p.sem
-}
-
-// start handles one record on its own goroutine; the slots acquired by
-// waitRoom are released when it ends. The goroutine exits when the event's
-// outcomes are recorded or p.ctx ends.
+// start handles one record on a pooled goroutine; the slots acquired by
+// waitRoom are released when it ends, which is when the event's outcomes
+// are recorded or p.ctx ends.
 func (p *partitionWorker) start(msg *sarama.ConsumerMessage) {
 	c := p.c
 	idx := p.tr.add(msg.Offset, msg.Timestamp)
 	src := sourceFromSarama(msg)
-	var prev, mine chan struct{}
-	var key string
-	if p.keyed && msg.Key != nil {
-		key = string(msg.Key)
-		mine = make(chan struct{})
-		p.mu.Lock()
-		prev = p.keys[key]
-		p.keys[key] = mine
-		p.mu.Unlock()
-	}
+	wait, finish := p.order(msg.Key)
 	c.inflight.Add(1)
 	c.m.inflight.Inc()
 	p.wg.Add(1)
@@ -223,22 +161,9 @@ func (p *partitionWorker) start(msg *sarama.ConsumerMessage) {
 			c.inflight.Add(-1)
 			c.m.inflight.Dec()
 		}()
-		if mine != nil {
-			defer func() {
-				close(mine)
-				p.mu.Lock()
-				if p.keys[key] == mine {
-					delete(p.keys, key)
-				}
-				p.mu.Unlock()
-			}()
-			if prev != nil {
-				select {
-				case <-prev:
-				case <-p.ctx.Done():
-					return
-				}
-			}
+		defer finish()
+		if !wait(p.ctx) {
+			return
 		}
 		if err := c.handleEvent(p.ctx, src); err != nil {
 			// Only cancellation ends here: the event is not done, so its

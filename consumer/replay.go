@@ -545,13 +545,7 @@ func (rp *replayer) run(ctx context.Context, parts []*replayPart) (*ReplayReport
 // grace). It returns once every goroutine it started has.
 func (rp *replayer) runPartition(ctx, work context.Context, p *replayPart, lim *rate.Limiter) error {
 	c := rp.c
-	w := &replayWorker{
-		c:     c,
-		tr:    p.tr,
-		sem:   make(chan struct{}, c.cfg.Dispatch.MaxInFlight),
-		keyed: c.cfg.Dispatch.Ordering == "key",
-		keys:  map[string]chan struct{}{},
-	}
+	w := &replayWorker{lane: newLane(p.tr, c.cfg.Dispatch.MaxInFlight, c.global, c.cfg.Dispatch.Ordering == "key")}
 	defer w.wg.Wait()
 	each := rp.replayEvent
 	if rp.o.DeadLetters || rp.o.Parked {
@@ -862,43 +856,8 @@ func (rp *replayer) report(parts []*replayPart, total int64) *ReplayReport {
 // replayWorker runs the records of one replayed partition, bounded like a
 // live partitionWorker.
 type replayWorker struct {
-	c     *Consumer
-	tr    *tracker
-	sem   chan struct{} // per-partition in-flight cap (dispatch.max_in_flight)
-	wg    sync.WaitGroup
-	keyed bool
-
-	mu   sync.Mutex
-	keys map[string]chan struct{} // key -> done channel of its latest event (ordering: key)
-}
-
-// waitRoom blocks until the tracker window, the partition cap and the
-// global cap all have room, or ctx ends; it takes a slot of each cap.
-func (w *replayWorker) waitRoom(ctx context.Context) bool {
-	for w.tr.full() {
-		select {
-		case <-w.tr.space:
-		case <-ctx.Done():
-			return false
-		}
-	}
-	select {
-	case w.sem <- struct{}{}:
-	case <-ctx.Done():
-		return false
-	}
-	select {
-	case w.c.global <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		<-w.sem
-		return false
-	}
-}
-
-func (w *replayWorker) release() {
-	<-w.c.global
-	<-w.sem
+	lane
+	wg sync.WaitGroup
 }
 
 // start handles src with handle, inline when inline is set (dry runs, to keep the
@@ -907,43 +866,22 @@ func (w *replayWorker) release() {
 // (may be resumed past) only when handle returned nil.
 func (w *replayWorker) start(ctx context.Context, src source, handle func(context.Context, source) error, inline bool) {
 	idx := w.tr.add(src.Offset, src.Time)
-	run := func() {
+	if inline {
 		defer w.release()
 		if err := handle(ctx, src); err == nil {
 			w.tr.done(idx)
 		}
-	}
-	if inline {
-		run()
 		return
 	}
-	if !w.keyed || src.Key == nil {
-		w.wg.Go(run)
-		return
-	}
-	key := string(src.Key)
-	mine := make(chan struct{})
-	w.mu.Lock()
-	prev := w.keys[key]
-	w.keys[key] = mine
-	w.mu.Unlock()
+	wait, finish := w.order(src.Key)
 	w.wg.Go(func() {
-		defer func() {
-			close(mine)
-			w.mu.Lock()
-			if w.keys[key] == mine {
-				delete(w.keys, key)
-			}
-			w.mu.Unlock()
-		}()
-		if prev != nil {
-			select {
-			case <-prev:
-			case <-ctx.Done():
-				w.release()
-				return
-			}
+		defer w.release()
+		defer finish()
+		if !wait(ctx) {
+			return
 		}
-		run()
+		if err := handle(ctx, src); err == nil {
+			w.tr.done(idx)
+		}
 	})
 }

@@ -30,35 +30,20 @@ type retryHandler struct {
 
 	mu       sync.Mutex
 	trackers map[topicPartition]*tracker
-	stop     context.CancelFunc
-	done     chan struct{}
+	// stopCommits ends the session's commit loop (Cleanup).
+	stopCommits func()
 }
 
 func (h *retryHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	h.mu.Lock()
 	h.trackers = make(map[topicPartition]*tracker)
 	h.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	h.stop, h.done = cancel, make(chan struct{})
-	go func() { // exits when Cleanup calls h.stop
-		defer close(h.done)
-		t := time.NewTicker(h.c.cfg.Kafka.CommitInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				h.commit(sess)
-			}
-		}
-	}()
+	h.stopCommits = every(h.c.cfg.Kafka.CommitInterval, func() { h.commit(sess) })
 	return nil
 }
 
 func (h *retryHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
-	h.stop()
-	<-h.done
+	h.stopCommits()
 	h.commit(sess)
 	return nil
 }
