@@ -192,15 +192,7 @@ func (c *Consumer) deliver(ctx context.Context, src source, ev *schemas.Event, r
 			why = "max_age"
 		}
 		dl := src.annotated(c.cfg.Outcomes.DeadLetterTopic,
-			hdrReason, why,
-			hdrRule, rule.Name(),
-			hdrError, rec.Error,
-			hdrLastStatus, strconv.Itoa(res.Status),
-			hdrAttempts, strconv.Itoa(st.attempts),
-			hdrRetries, strconv.Itoa(st.retries),
-			hdrFirstAttempt, st.first.UTC().Format(timeLayoutMicros),
-			hdrAt, now.UTC().Format(timeLayoutMicros),
-		)
+			callHeaders(why, rule.Name(), rec.Error, res.Status, st, hdrAt, now)...)
 		if err := c.record(ctx, src, rec, res.Host, dl); err != nil {
 			return err
 		}
@@ -212,17 +204,9 @@ func (c *Consumer) deliver(ctx context.Context, src source, ev *schemas.Event, r
 	next := now.Add(delay)
 	rec.Outcome = outcomeParked
 	rec.NextAttemptAt = next.UTC().Format(timeLayoutMicros)
-	park := src.annotated(c.cfg.Outcomes.RetryTopic,
-		hdrReason, res.Reason,
-		hdrRule, rule.Name(),
-		hdrError, rec.Error,
-		hdrLastStatus, strconv.Itoa(res.Status),
-		hdrAttempts, strconv.Itoa(st.attempts),
-		hdrRetries, strconv.Itoa(st.retries),
-		hdrFirstAttempt, st.first.UTC().Format(timeLayoutMicros),
-		hdrNextAttempt, next.UTC().Format(timeLayoutMicros),
-		hdrParkedAt, now.UTC().Format(timeLayoutMicros),
-	)
+	park := src.annotated(c.cfg.Outcomes.RetryTopic, append(
+		callHeaders(res.Reason, rule.Name(), rec.Error, res.Status, st, hdrParkedAt, now),
+		hdrNextAttempt, next.UTC().Format(timeLayoutMicros))...)
 	// The parked record carries the event, not the rendered call: no
 	// header secret is ever written to Kafka, and the retry re-renders
 	// with the rule as it is then.
@@ -235,20 +219,28 @@ func (c *Consumer) deliver(ctx context.Context, src source, ev *schemas.Event, r
 	// its value, instead of retrying the write forever.
 	rec.Outcome, rec.NextAttemptAt = outcomeDeadLettered, ""
 	dl := withoutValue(src.annotated(c.cfg.Outcomes.DeadLetterTopic,
-		hdrReason, "too_large",
-		hdrRule, rule.Name(),
-		hdrError, rec.Error,
-		hdrLastStatus, strconv.Itoa(res.Status),
-		hdrAttempts, strconv.Itoa(st.attempts),
-		hdrRetries, strconv.Itoa(st.retries),
-		hdrFirstAttempt, st.first.UTC().Format(timeLayoutMicros),
-		hdrAt, now.UTC().Format(timeLayoutMicros),
-	), len(src.Value))
+		callHeaders("too_large", rule.Name(), rec.Error, res.Status, st, hdrAt, now)...), len(src.Value))
 	if err := c.record(ctx, src, rec, res.Host, dl); err != nil {
 		return err
 	}
 	c.m.deadLetters.WithLabelValues("too_large").Inc()
 	return nil
+}
+
+// callHeaders are the apicall-* headers of a parked or dead-lettered call:
+// why, the rule, its last error and status, its retry state, and the time
+// of this step under stepHeader (parked-at or dead-lettered-at).
+func callHeaders(reason, rule, lastErr string, status int, st retryState, stepHeader string, now time.Time) []string {
+	return []string{
+		hdrReason, reason,
+		hdrRule, rule,
+		hdrError, lastErr,
+		hdrLastStatus, strconv.Itoa(status),
+		hdrAttempts, strconv.Itoa(st.attempts),
+		hdrRetries, strconv.Itoa(st.retries),
+		hdrFirstAttempt, st.first.UTC().Format(timeLayoutMicros),
+		stepHeader, now.UTC().Format(timeLayoutMicros),
+	}
 }
 
 // outcome starts an outcome record for src and rule.
