@@ -15,7 +15,6 @@ import (
 
 	"github.com/apicall/apicall/config"
 	"github.com/apicall/apicall/consumer"
-	"github.com/apicall/apicall/schemas"
 )
 
 // exitInterrupted is replay's exit code when stopped (Ctrl-C, SIGTERM)
@@ -74,17 +73,11 @@ func cmdReplay(ctx context.Context, args []string, env *cliEnv) error {
 		// The embedded broker of a running `apicall run`.
 		cfg.Kafka.Brokers = []string{cfg.Kafka.EmbeddedListen}
 	}
-	dec, err := schemas.NewDecoder(schemas.DecoderOptions{
-		RegistryURL:      cfg.Schemas.RegistryURL,
-		RegistryUsername: cfg.Schemas.RegistryUsername,
-		RegistryPassword: cfg.Schemas.RegistryPassword,
-		RegistryCAFile:   cfg.Schemas.RegistryCAFile,
-		AvscFiles:        cfg.Schemas.AvscFiles,
-		Logger:           log,
-	})
+	dec, err := newDecoder(cfg, log)
 	if err != nil {
 		return err
 	}
+	defer dec.Close()
 	disp, err := newDispatcher(cfg, prometheus.NewRegistry(), log)
 	if err != nil {
 		return err

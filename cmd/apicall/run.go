@@ -79,14 +79,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, env *cliEnv, lo
 		cfg.Kafka.Brokers = []string{b.Addr()}
 	}
 
-	dec, err := schemas.NewDecoder(schemas.DecoderOptions{
-		RegistryURL:      cfg.Schemas.RegistryURL,
-		RegistryUsername: cfg.Schemas.RegistryUsername,
-		RegistryPassword: cfg.Schemas.RegistryPassword,
-		RegistryCAFile:   cfg.Schemas.RegistryCAFile,
-		AvscFiles:        cfg.Schemas.AvscFiles,
-		Logger:           log,
-	})
+	dec, err := newDecoder(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -142,6 +135,18 @@ func startEmbedded(cfg *config.Config, log *slog.Logger) (*consumer.Broker, erro
 	}
 	log.Info("embedded Kafka broker listening", "addr", b.Addr(), "data_dir", dir, "topics", topics)
 	return b, nil
+}
+
+// newDecoder builds the record decoder from the config's schemas section.
+func newDecoder(cfg *config.Config, log *slog.Logger) (*schemas.Decoder, error) {
+	return schemas.NewDecoder(schemas.DecoderOptions{
+		RegistryURL:      cfg.Schemas.RegistryURL,
+		RegistryUsername: cfg.Schemas.RegistryUsername,
+		RegistryPassword: cfg.Schemas.RegistryPassword,
+		RegistryCAFile:   cfg.Schemas.RegistryCAFile,
+		AvscFiles:        cfg.Schemas.AvscFiles,
+		Logger:           log,
+	})
 }
 
 // newDispatcher maps the config's dispatch section onto dispatcher.Settings.
