@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -170,7 +168,7 @@ func (c *Consumer) deliver(ctx context.Context, src source, ev *schemas.Event, r
 		return ctx.Err()
 	}
 	st.attempts += res.Attempts
-	rec := c.outcome(src, rule.Name(), rule.Path(), call.Method, c.redactURL(call.URL), call.IdempotencyKey)
+	rec := c.outcome(src, rule.Name(), rule.Path(), call.Method, c.redact.url(call.URL), call.IdempotencyKey)
 	rec.Status, rec.Attempts, rec.LatencyMS, rec.Reason = res.Status, st.attempts, res.Latency.Milliseconds(), res.Reason
 	if res.Err != nil {
 		rec.Error = truncate(c.cfg.Redact(res.Err.Error()), 1024)
@@ -270,16 +268,12 @@ func (c *Consumer) outcome(src source, rule string, path []byte, method, u, key 
 // any extra records (retry or dead-letter) in one acknowledged write, and
 // counts the delivery.
 func (c *Consumer) record(ctx context.Context, src source, rec OutcomeRecord, host string, extra ...kafka.Message) error {
-	b, err := marshalOutcome(&rec)
-	if err != nil {
-		return fmt.Errorf("encode outcome: %w", err)
-	}
-	msgs := append(extra, kafka.Message{Topic: c.cfg.Outcomes.Topic, Key: src.Key, Value: b})
+	msgs := append(extra, kafka.Message{Topic: c.cfg.Outcomes.Topic, Key: src.Key, Value: rec.AppendJSON(make([]byte, 0, 512))})
 	write := c.writer.write
 	if len(extra) > 0 {
 		write = c.writer.writeOrTooLarge
 	}
-	err = write(ctx, msgs...)
+	err := write(ctx, msgs...)
 	if errors.Is(err, errTooLarge) {
 		// A retry or dead-letter record carries the event and can be over
 		// the size limit. A parked one needs its value (the retry decodes
@@ -303,27 +297,6 @@ func (c *Consumer) record(ctx context.Context, src source, rec OutcomeRecord, ho
 		c.recorded(&rec)
 	}
 	return nil
-}
-
-// redactURL keeps scheme, host and path and hides query values and user
-// info: query values often carry personal data (email) or tokens.
-func (c *Consumer) redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	u.User = nil
-	u.Fragment = ""
-	if u.RawQuery != "" {
-		q := u.Query()
-		keys := make([]string, 0, len(q))
-		for k := range q {
-			keys = append(keys, url.QueryEscape(k)+"=REDACTED")
-		}
-		slices.Sort(keys)
-		u.RawQuery = strings.Join(keys, "&")
-	}
-	return c.cfg.Redact(u.String())
 }
 
 func truncate(s string, n int) string {
