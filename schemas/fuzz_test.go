@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 )
 
 // checkDecoded is the property every fuzzer checks: a decode never panics
@@ -167,4 +168,32 @@ func FuzzDecodeAuto(f *testing.F) {
 			t.Fatalf("registry is up, yet: %v", err)
 		}
 	})
+}
+
+// validJSON must say exactly what json.Valid says, on UTF-8 (DecodeJSON
+// refuses the rest first), at every length.
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `[1,2]`, `"x"`, `01`, `{"a":"\u00"}`, `1e5`, `-0`, `{"a":tru}`, ` {} `,
+		"{\"a\":\"\x01\"}", `1.`, `.5`, `{}x`, `{"a":"\ud800"}`, `[-]`, `{"a" 1}`, `{,}`, `[1,]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !utf8.Valid(b) {
+			return
+		}
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid says %v", b, got, want)
+		}
+	})
+}
+
+// Deep nesting is refused as encoding/json refuses it, without recursing
+// once per level.
+func TestValidJSONDepth(t *testing.T) {
+	for _, depth := range []int{4_000, 10_000, 10_001, 1 << 20} {
+		b := append(bytes.Repeat([]byte("["), depth), bytes.Repeat([]byte("]"), depth)...)
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Errorf("depth %d: validJSON %v, json.Valid %v", depth, got, want)
+		}
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 )
 
 // DecodeJSON decodes a JSON event value: an object with optional members
@@ -25,7 +27,7 @@ func DecodeJSON(topic string, value []byte) (Event, error) {
 	if !utf8.Valid(value) {
 		return Event{}, decodeErr(ReasonNotJSON, "not UTF-8")
 	}
-	if !json.Valid(value) {
+	if !validJSON(value) {
 		var v json.RawMessage // only on the error path: find out where
 		return Event{}, &DecodeError{Reason: ReasonNotJSON, Err: json.Unmarshal(value, &v)}
 	}
@@ -35,6 +37,23 @@ func DecodeJSON(topic string, value []byte) (Event, error) {
 		return Event{}, err
 	}
 	return buildEvent(topic, raw, &sp)
+}
+
+// gjsonMaxLen is the longest value validJSON checks with gjson. gjson's
+// validator accepts any nesting depth (recursing once per level), where
+// encoding/json refuses more than 10,000 levels; a value this short cannot
+// nest that deep, so for it the two agree (FuzzValidJSON holds them equal).
+const gjsonMaxLen = 10_000
+
+// validJSON is json.Valid, about five times faster on a typical 1 KB event
+// (make bench profile: json.Valid was 5% of apicall's CPU). Longer values
+// keep encoding/json's depth limit, so a hostile deeply nested event cannot
+// make the validator recurse a million times.
+func validJSON(value []byte) bool {
+	if len(value) <= gjsonMaxLen {
+		return gjson.ValidBytes(value)
+	}
+	return json.Valid(value)
 }
 
 // scanObject notes where the four event members sit in b, which must be
