@@ -32,6 +32,13 @@ type DecoderOptions struct {
 	AvscFiles []string
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// ValuesImmutable promises that a value passed to Decode is never
+	// modified afterwards, so a JSON event may point into it instead of
+	// holding a copy (Event.Raw, User and Data alias the value). True for
+	// the live consumer: sarama allocates every fetch response afresh and
+	// the record value lives as long as the event anyway, so the copy was
+	// 7% of all bytes allocated per event (make bench profile).
+	ValuesImmutable bool
 }
 
 // Decoder turns record values into Events. It is safe for concurrent use;
@@ -41,6 +48,7 @@ type Decoder struct {
 	registry *Registry          // nil without RegistryURL
 	local    map[uint64]*Schema // single-object encoding: fingerprint -> schema; read-only
 	log      *slog.Logger
+	alias    bool                      // DecoderOptions.ValuesImmutable
 	now      func() time.Time          // injected for the negative-cache TTL in tests
 	bufs     sync.Pool                 // *[]byte scratch for natural JSON
 	mu       sync.RWMutex              // guards byID and negatives
@@ -55,6 +63,7 @@ func NewDecoder(opts DecoderOptions) (*Decoder, error) {
 	d := &Decoder{
 		local: map[uint64]*Schema{},
 		log:   opts.Logger,
+		alias: opts.ValuesImmutable,
 		now:   time.Now,
 		byID:  map[uint32]*registryEntry{},
 	}
@@ -109,7 +118,7 @@ func (d *Decoder) Close() {
 func (d *Decoder) Decode(ctx context.Context, topic string, f Format, value []byte) (Event, error) {
 	switch f {
 	case FormatJSON:
-		return DecodeJSON(topic, value)
+		return decodeJSON(topic, value, d.alias)
 	case FormatAvro:
 		switch sniff(value) {
 		case wireConfluent:
@@ -125,7 +134,7 @@ func (d *Decoder) Decode(ctx context.Context, topic string, f Format, value []by
 		case wireSingleObject:
 			return d.decodeSingleObject(topic, value)
 		case wireJSON:
-			return DecodeJSON(topic, value)
+			return decodeJSON(topic, value, d.alias)
 		}
 		if len(value) == 0 {
 			return Event{}, decodeErr(ReasonUnknownFormat, "empty value")

@@ -472,3 +472,25 @@ func TestDecoderCloseLeavesNoConnections(t *testing.T) {
 		t.Fatal("the registry connection stayed open after Close")
 	}
 }
+
+// Without ValuesImmutable a JSON event owns a copy of the value (the caller
+// may reuse its buffer); with it, the event points into the value.
+func TestDecoderValuesImmutable(t *testing.T) {
+	for _, immutable := range []bool{false, true} {
+		value := compact(t, fixtureEvent(t))
+		d, err := NewDecoder(DecoderOptions{ValuesImmutable: immutable})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := d.Decode(context.Background(), "t", FormatJSON, value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(ev.Raw, value) {
+			t.Fatalf("raw %s", ev.Raw)
+		}
+		if aliased := &ev.Raw[0] == &value[0]; aliased != immutable {
+			t.Errorf("ValuesImmutable %v: Raw aliases the value: %v", immutable, aliased)
+		}
+	}
+}

@@ -19,6 +19,12 @@ import (
 // over the top level, skipping nested values without decoding them: the hot
 // path never builds a map of a profile no rule may look at.
 func DecodeJSON(topic string, value []byte) (Event, error) {
+	return decodeJSON(topic, value, false)
+}
+
+// decodeJSON is DecodeJSON; with alias, Event.Raw is value itself, not a
+// copy (DecoderOptions.ValuesImmutable).
+func decodeJSON(topic string, value []byte, alias bool) (Event, error) {
 	if len(value) == 0 {
 		return Event{}, decodeErr(ReasonNotJSON, "empty value")
 	}
@@ -31,7 +37,10 @@ func DecodeJSON(topic string, value []byte) (Event, error) {
 		var v json.RawMessage // only on the error path: find out where
 		return Event{}, &DecodeError{Reason: ReasonNotJSON, Err: json.Unmarshal(value, &v)}
 	}
-	raw := bytes.Clone(value)
+	raw := value
+	if !alias {
+		raw = bytes.Clone(value)
+	}
 	var sp spans
 	if err := scanObject(raw, &sp); err != nil {
 		return Event{}, err

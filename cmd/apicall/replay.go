@@ -73,7 +73,7 @@ func cmdReplay(ctx context.Context, args []string, env *cliEnv) error {
 		// The embedded broker of a running `apicall run`.
 		cfg.Kafka.Brokers = []string{cfg.Kafka.EmbeddedListen}
 	}
-	dec, err := newDecoder(cfg, log)
+	dec, err := newDecoder(cfg, log, false)
 	if err != nil {
 		return err
 	}

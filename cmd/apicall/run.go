@@ -79,7 +79,8 @@ func serve(ctx context.Context, cfg *config.Config, path string, env *cliEnv, lo
 		cfg.Kafka.Brokers = []string{b.Addr()}
 	}
 
-	dec, err := newDecoder(cfg, log)
+	// sarama hands out record values that are never written again.
+	dec, err := newDecoder(cfg, log, true)
 	if err != nil {
 		return err
 	}
@@ -137,8 +138,9 @@ func startEmbedded(cfg *config.Config, log *slog.Logger) (*consumer.Broker, erro
 	return b, nil
 }
 
-// newDecoder builds the record decoder from the config's schemas section.
-func newDecoder(cfg *config.Config, log *slog.Logger) (*schemas.Decoder, error) {
+// newDecoder builds the record decoder from the config's schemas section;
+// immutable is DecoderOptions.ValuesImmutable.
+func newDecoder(cfg *config.Config, log *slog.Logger, immutable bool) (*schemas.Decoder, error) {
 	return schemas.NewDecoder(schemas.DecoderOptions{
 		RegistryURL:      cfg.Schemas.RegistryURL,
 		RegistryUsername: cfg.Schemas.RegistryUsername,
@@ -146,6 +148,7 @@ func newDecoder(cfg *config.Config, log *slog.Logger) (*schemas.Decoder, error) 
 		RegistryCAFile:   cfg.Schemas.RegistryCAFile,
 		AvscFiles:        cfg.Schemas.AvscFiles,
 		Logger:           log,
+		ValuesImmutable:  immutable,
 	})
 }
 
