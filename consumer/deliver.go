@@ -58,12 +58,23 @@ func (c *Consumer) dispatchEvent(ctx context.Context, src source, ev *schemas.Ev
 	}
 	// Several rules: call them concurrently so one slow host does not
 	// delay the others' calls for the same event.
-	// The last one runs here, on the event's own goroutine.
+	// The last one runs here, on the event's own goroutine; the others on
+	// pooled ones, whose stacks are already grown (a fresh goroutine per
+	// extra call made stack growth 4% of CPU in the make bench profile).
 	var wg sync.WaitGroup
 	errs := make([]error, len(matched))
 	last := len(matched) - 1
 	for i, r := range matched[:last] {
-		wg.Go(func() { errs[i] = c.deliver(ctx, src, ev, r, retryState{}) })
+		call := func() { errs[i] = c.deliver(ctx, src, ev, r, retryState{}) }
+		if c.pool == nil { // replay runs without a pool
+			wg.Go(call)
+			continue
+		}
+		wg.Add(1)
+		c.pool.submit(func() {
+			defer wg.Done()
+			call()
+		})
 	}
 	errs[last] = c.deliver(ctx, src, ev, matched[last], retryState{})
 	wg.Wait()
