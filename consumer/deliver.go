@@ -280,11 +280,12 @@ func (c *Consumer) outcome(src source, rule string, path []byte, method, u, key 
 // counts the delivery.
 func (c *Consumer) record(ctx context.Context, src source, rec OutcomeRecord, host string, extra ...kafka.Message) error {
 	msgs := append(extra, kafka.Message{Topic: c.cfg.Outcomes.Topic, Key: src.Key, Value: rec.AppendJSON(make([]byte, 0, 512))})
-	write := c.writer.write
-	if len(extra) > 0 {
-		write = c.writer.writeOrTooLarge
+	var err error
+	if len(extra) == 0 {
+		err = c.writer.writeOutcome(ctx, msgs[0])
+	} else {
+		err = c.writer.writeOrTooLarge(ctx, msgs...)
 	}
-	err := write(ctx, msgs...)
 	if errors.Is(err, errTooLarge) {
 		// A retry or dead-letter record carries the event and can be over
 		// the size limit. A parked one needs its value (the retry decodes

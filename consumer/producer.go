@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,30 @@ type writer struct {
 	w      *kafka.Writer
 	log    *slog.Logger
 	failed atomic.Int64 // consecutive failures, to log the first of a run only
+
+	// Group commit of outcome records (writeOutcome): the first caller to
+	// find no open batch opens one and leads it; it waits for one of
+	// maxFlushes write slots, meanwhile concurrent callers append to its
+	// batch, then it writes the batch for everyone in it. One
+	// WriteMessages call per record cost about as much as the rest of
+	// kafka-go's work (make bench profile); one per batch of dozens does
+	// not. Every batch is written by one of its own callers: no goroutine
+	// of the writer's own, and none left waiting for a writer.
+	mu    sync.Mutex
+	open  *outcomeBatch
+	slots chan struct{}
+}
+
+// maxFlushes is how many outcome batches may be written at once. kafka-go
+// holds each for up to BatchTimeout, so a few in parallel keep records
+// flowing while the next batch fills.
+const maxFlushes = 4
+
+// outcomeBatch is records of concurrent callers written in one call.
+type outcomeBatch struct {
+	msgs []kafka.Message
+	done chan struct{} // closed once written (err set)
+	err  error
 }
 
 func newWriter(brokers []string, tr *kafka.Transport, log *slog.Logger) *writer {
@@ -46,8 +71,56 @@ func newWriter(brokers []string, tr *kafka.Transport, log *slog.Logger) *writer 
 			// a config error worth retrying loudly, not silently creating.
 			AllowAutoTopicCreation: false,
 		},
-		log: log,
+		log:   log,
+		slots: make(chan struct{}, maxFlushes),
 	}
+}
+
+// writeOutcome writes one outcome record, batched with those of concurrent
+// callers, and returns once it is acknowledged or ctx ends. A record whose
+// batch failed is written again on its own by write, which retries.
+func (w *writer) writeOutcome(ctx context.Context, msg kafka.Message) error {
+	w.mu.Lock()
+	b := w.open
+	lead := b == nil
+	if lead {
+		b = &outcomeBatch{done: make(chan struct{})}
+		w.open = b
+	}
+	i := len(b.msgs)
+	b.msgs = append(b.msgs, msg)
+	w.mu.Unlock()
+	if lead {
+		// The leader writes even when its own ctx has ended: the batch
+		// holds other callers' records. Waiting for a slot is bounded by
+		// the writes in progress, which kafka-go bounds (MaxAttempts).
+		w.slots <- struct{}{}
+		w.mu.Lock()
+		w.open = nil // later callers start the next batch
+		w.mu.Unlock()
+		b.err = w.w.WriteMessages(context.Background(), b.msgs...)
+		<-w.slots
+		close(b.done)
+	}
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return fmt.Errorf("write outcome record: %w", ctx.Err())
+	}
+	if b.err == nil || batchWrote(b.err, i) {
+		if b.err == nil && w.failed.Swap(0) > 0 {
+			w.log.Info("record writes recovered")
+		}
+		return nil
+	}
+	return w.write(ctx, msg)
+}
+
+// batchWrote reports whether record i of a batch whose write returned err
+// was written anyway (kafka-go reports per record when it can).
+func batchWrote(err error, i int) bool {
+	var we kafka.WriteErrors
+	return errors.As(err, &we) && i < len(we) && we[i] == nil
 }
 
 // errTooLarge: a record is over the size the writer (BatchBytes) or the
