@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
@@ -67,14 +68,15 @@ type Dispatcher struct {
 	transport *http.Transport
 	client    *http.Client
 	hosts     hosts
-
-	// Close refuses new calls (under mu), cancels in-flight ones through
-	// closing and waits for them (inflight).
-	mu       sync.RWMutex
-	closed   bool
-	inflight sync.WaitGroup
-	closing  context.Context
-	shutdown context.CancelFunc
+	// calls lets Close refuse new calls, cancel those in flight and wait
+	// for them.
+	calls registry
+	// userAgent is the User-Agent header value, built once and shared
+	// read-only by every request like the rules' header values.
+	userAgent []string
+	// scratch holds *[maxResponse]byte buffers for reading and draining
+	// response bodies, so a call allocates only what Result.Response keeps.
+	scratch sync.Pool
 }
 
 // New builds a Dispatcher. Metrics are registered on reg (nil: not
@@ -132,7 +134,8 @@ func New(s Settings, reg prometheus.Registerer, log *slog.Logger) (*Dispatcher, 
 			},
 		},
 	}
-	d.closing, d.shutdown = context.WithCancel(context.Background())
+	d.userAgent = []string{s.UserAgent}
+	d.scratch.New = func() any { return new([maxResponse]byte) }
 	return d, nil
 }
 
@@ -140,28 +143,69 @@ func New(s Settings, reg prometheus.Registerer, log *slog.Logger) (*Dispatcher, 
 // reason "canceled", which does not count against any breaker), waits for
 // them to return and closes idle connections. It is safe to call twice.
 func (d *Dispatcher) Close() {
-	d.mu.Lock()
-	already := d.closed
-	d.closed = true
-	d.mu.Unlock()
-	if already {
+	if !d.calls.close() {
 		return
 	}
-	d.shutdown()
-	d.inflight.Wait()
 	d.transport.CloseIdleConnections()
 }
 
-// call is a validated Request with everything derived from it once per Do.
+// call is a validated Request with everything derived from it once per Do,
+// and the Do's cancellation state. It lives on Do's stack.
 type call struct {
 	method  string
-	url     *url.URL
-	key     string // HostKey
+	url     *url.URL // as parsed; errors show it redacted
+	reqURL  *url.URL // what is sent: url, or a copy without an empty port
+	key     string   // HostKey
+	host    *host    // the key's host if it already existed; nil: Do gets it
 	timeout time.Duration
+
+	// Cancellation: the caller's ctx, or Close through calls. Neither is
+	// wrapped in a derived context up front: an attempt derives its
+	// timeout context from ctx and registers that with calls, and only
+	// the rare waits (host hold, rate limit, full host, backoff) build
+	// wait, a ctx that Close cancels too.
+	ctx        context.Context
+	calls      *registry
+	ticket     ticket
+	wait       context.Context
+	cancelWait context.CancelFunc
+
+	idem    []string                      // Idempotency-Key (and webhook-id) value, built once
+	getBody func() (io.ReadCloser, error) // Request.GetBody, built once
 }
 
 // redacted is the URL for error messages, built only when one is needed.
 func (c *call) redacted() string { return redactURL(c.url) }
+
+// err reports why the call must stop (context.Canceled once Close has
+// begun), or nil.
+func (c *call) err() error {
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
+	if c.calls.stopping() {
+		return context.Canceled
+	}
+	return nil
+}
+
+// waitCtx returns a context that ends when the caller's does or Close is
+// called, built on first use: most calls never wait, so they never pay for
+// a derived context and its registration on the caller's.
+func (c *call) waitCtx() context.Context {
+	if c.wait == nil {
+		c.wait, c.cancelWait = context.WithCancel(c.ctx)
+		c.calls.setCancel(c.ticket, c.cancelWait)
+	}
+	return c.wait
+}
+
+// release frees the wait context, if one was built.
+func (c *call) release() {
+	if c.cancelWait != nil {
+		c.cancelWait()
+	}
+}
 
 // attempt is what one try produced.
 type attempt struct {
@@ -191,14 +235,11 @@ func (d *Dispatcher) Do(ctx context.Context, r *Request) (res Result) {
 		res.Latency = time.Since(start)
 	}()
 
-	d.mu.RLock()
-	if d.closed {
-		d.mu.RUnlock()
+	t, ok := d.calls.add()
+	if !ok {
 		return Result{Outcome: Retry, Reason: ReasonCanceled, Err: fmt.Errorf("%w: dispatcher closed", ErrCanceled)}
 	}
-	d.inflight.Add(1)
-	d.mu.RUnlock()
-	defer d.inflight.Done()
+	defer d.calls.remove(t)
 
 	c, err := d.prepare(r)
 	if err != nil {
@@ -207,20 +248,24 @@ func (d *Dispatcher) Do(ctx context.Context, r *Request) (res Result) {
 		return res
 	}
 	res.Host = c.key
-	h := d.hosts.get(c.key, func() *host { return d.newHost(c.key, c.url) })
+	h := c.host
+	if h == nil {
+		h = d.hosts.get(c.key, func() *host { return d.newHost(c.key, c.url) })
+	}
 
-	// Close cancels this call through ctx.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(d.closing, cancel)
-	defer stop()
+	if ctx == nil {
+		// A bug in the caller, handled like any panic (see above).
+		panic("dispatcher: nil context")
+	}
+	c.ctx, c.calls, c.ticket = ctx, &d.calls, t
+	defer c.release()
 
 	maxAttempts := d.s.MaxAttempts
 	if r.MaxAttempts > 0 {
 		maxAttempts = r.MaxAttempts
 	}
 	for n := 1; ; n++ {
-		a := d.attempt(ctx, h, c, r)
+		a := d.attempt(h, &c, r)
 		h.m.attempt(a.reason)
 		if a.sent {
 			res.Attempts++
@@ -238,7 +283,7 @@ func (d *Dispatcher) Do(ctx context.Context, r *Request) (res Result) {
 		if delay <= 0 {
 			delay = backoff(d.s.Backoff.Base, d.s.Backoff.Max, n)
 		}
-		if err := d.s.Sleep(ctx, delay); err != nil {
+		if err := d.s.Sleep(c.waitCtx(), delay); err != nil {
 			res.Reason = ReasonCanceled
 			res.Err = fmt.Errorf("%w during backoff: %w (last attempt: %w)", ErrCanceled, err, a.err)
 			return res
@@ -246,54 +291,72 @@ func (d *Dispatcher) Do(ctx context.Context, r *Request) (res Result) {
 	}
 }
 
-// prepare validates r and derives what every attempt needs.
-func (d *Dispatcher) prepare(r *Request) (*call, error) {
+// prepare validates r and derives what every attempt needs. The URL is
+// parsed here only: attempts build their http.Request from the result.
+func (d *Dispatcher) prepare(r *Request) (call, error) {
 	if r == nil {
-		return nil, fmt.Errorf("%w: nil request", ErrInvalidRequest)
+		return call{}, fmt.Errorf("%w: nil request", ErrInvalidRequest)
 	}
 	if r.IdempotencyKey == "" {
 		// Guarantee 6: every call carries one; sending without it would
 		// let a redelivery be applied twice.
-		return nil, fmt.Errorf("%w: empty idempotency key", ErrInvalidRequest)
+		return call{}, fmt.Errorf("%w: empty idempotency key", ErrInvalidRequest)
 	}
 	u, err := url.Parse(r.URL)
 	if err != nil {
 		// Not err itself: url.Error repeats the raw URL, secrets included.
-		return nil, fmt.Errorf("%w: unparseable URL", ErrInvalidRequest)
+		return call{}, fmt.Errorf("%w: unparseable URL", ErrInvalidRequest)
 	}
-	key, err := hostKey(u)
+	var buf [64]byte
+	key, err := appendHostKey(buf[:0], u)
 	if err != nil {
-		return nil, err
+		return call{}, err
 	}
 	method := r.Method
 	if method == "" {
 		method = http.MethodGet // as net/http
 	}
 	if !validMethod(method) {
-		return nil, fmt.Errorf("%w: bad method %.32q", ErrInvalidRequest, method)
+		return call{}, fmt.Errorf("%w: bad method %.32q", ErrInvalidRequest, method)
 	}
 	timeout := d.s.Timeout
 	if r.Timeout > 0 {
 		timeout = r.Timeout
 	}
-	return &call{method: method, url: u, key: key, timeout: timeout}, nil
+	c := call{method: method, url: u, reqURL: u, timeout: timeout}
+	if strings.HasSuffix(u.Host, ":") {
+		// net/http sends "host:" as "host" (Issue 14836); errors keep
+		// showing the URL as given.
+		ru := *u
+		ru.Host = strings.TrimSuffix(u.Host, ":")
+		c.reqURL = &ru
+	}
+	// A known host lends its key string: no allocation per call.
+	if h := d.hosts.lookup(key); h != nil {
+		c.host, c.key = h, h.key
+	} else {
+		c.key = string(key)
+	}
+	return c, nil
 }
 
 // attempt makes one try through the host's breaker: the breaker first (an
 // open breaker refuses without waiting or touching the network), then the
 // host's hold, rate limit and in-flight cap, then the HTTP exchange.
-func (d *Dispatcher) attempt(ctx context.Context, h *host, c *call, r *Request) attempt {
+func (d *Dispatcher) attempt(h *host, c *call, r *Request) attempt {
 	a, err := h.breaker.Execute(func() (attempt, error) {
-		if retryAfter, err := d.enter(ctx, h); err != nil {
+		if retryAfter, err := d.enter(c, h); err != nil {
 			a := failed(c, err)
 			a.retryAfter = retryAfter
 			return a, breakerError(a.reason)
 		}
 		defer h.leave()
-		a := d.send(ctx, h, c, r)
+		a := d.send(h, c, r)
 		return a, breakerError(a.reason)
 	})
-	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+	// err is nil or one of breakerError's sentinels unless the breaker
+	// refused the call.
+	if err != nil && (errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests)) {
 		return failed(c, fmt.Errorf("%w for %s (%w)", ErrBreakerOpen, c.key, err))
 	}
 	return a
@@ -308,18 +371,20 @@ func failed(c *call, err error) attempt {
 // send performs one HTTP exchange with the per-attempt timeout. The
 // response body is read up to maxResponse, drained up to maxDrain so the
 // connection returns to the pool, and closed.
-func (d *Dispatcher) send(ctx context.Context, h *host, c *call, r *Request) attempt {
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
+func (d *Dispatcher) send(h *host, c *call, r *Request) attempt {
+	// The attempt's context is the only one derived per attempt. Close
+	// reaches it through the registry, or through c.wait once a wait has
+	// built that (it is then the parent).
+	var actx context.Context
+	var cancel context.CancelFunc
+	if c.wait != nil {
+		actx, cancel = context.WithTimeout(c.wait, c.timeout)
+	} else {
+		actx, cancel = context.WithTimeout(c.ctx, c.timeout)
+		c.calls.setCancel(c.ticket, cancel)
+	}
 	defer cancel()
-	var body io.Reader
-	if r.Body != nil {
-		body = bytes.NewReader(r.Body)
-	}
-	req, err := http.NewRequestWithContext(actx, c.method, r.URL, body)
-	if err != nil {
-		return failed(c, fmt.Errorf("%w: %s", ErrInvalidRequest, "cannot build request (bad method or URL)"))
-	}
-	req.Header = d.header(r)
+	req := d.request(actx, c, r)
 
 	start := time.Now()
 	resp, err := d.client.Do(req)
@@ -329,7 +394,7 @@ func (d *Dispatcher) send(ctx context.Context, h *host, c *call, r *Request) att
 		if errors.As(err, &ue) {
 			err = ue.Err // drop url.Error: it carries the unredacted URL
 		}
-		if ctx.Err() != nil {
+		if c.err() != nil {
 			// The caller (or Close) ended the call, not the host.
 			err = fmt.Errorf("%w: %w", ErrCanceled, err)
 		}
@@ -337,7 +402,7 @@ func (d *Dispatcher) send(ctx context.Context, h *host, c *call, r *Request) att
 		a.sent = true
 		return a
 	}
-	respBody := readBody(resp)
+	respBody := d.readBody(resp)
 	h.m.duration.Observe(time.Since(start).Seconds())
 
 	outcome, reason := Classify(resp.StatusCode, nil)
@@ -355,18 +420,72 @@ func (d *Dispatcher) send(ctx context.Context, h *host, c *call, r *Request) att
 	return a
 }
 
+// request builds the attempt's request as http.NewRequestWithContext does
+// for a *bytes.Reader body (same Body and GetBody types, ContentLength,
+// NoBody for an empty body), but from the URL prepare parsed instead of
+// parsing it again. prepare has already checked the method and URL.
+//
+// Host is left empty: net/http then sends URL.Host, the value
+// NewRequestWithContext would copy into Host, and http.Client skips the URL
+// clone it makes for every request whose Host is set.
+func (d *Dispatcher) request(ctx context.Context, c *call, r *Request) *http.Request {
+	req := http.Request{
+		Method:     c.method,
+		URL:        c.reqURL,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     d.header(c, r),
+	}
+	if r.Body != nil {
+		if len(r.Body) == 0 {
+			req.Body, req.GetBody = http.NoBody, noBody
+		} else {
+			req.ContentLength = int64(len(r.Body))
+			// NopCloser of a *bytes.Reader, exactly: the transport
+			// recognises it as in-memory and sends headers and body
+			// in one write.
+			req.Body = io.NopCloser(bytes.NewReader(r.Body))
+			if c.getBody == nil {
+				body := r.Body
+				c.getBody = func() (io.ReadCloser, error) {
+					return io.NopCloser(bytes.NewReader(body)), nil
+				}
+			}
+			req.GetBody = c.getBody
+		}
+	}
+	// WithContext copies req to the heap: one Request allocation, as with
+	// NewRequestWithContext.
+	return req.WithContext(ctx)
+}
+
+// noBody is GetBody for an empty body, as net/http sets it.
+func noBody() (io.ReadCloser, error) { return http.NoBody, nil }
+
 // header builds the attempt's headers: the Request's (shared with other
 // attempts and rules, so never modified: values are shared read-only and
-// the map is new), then ours, which win over any the rule set.
-func (d *Dispatcher) header(r *Request) http.Header {
-	h := make(http.Header, len(r.Header)+5)
+// the map is new), then ours, which win over any the rule set. Our keys are
+// already canonical and assigned directly; their values are built once
+// (User-Agent per Dispatcher, Idempotency-Key per call) and, like the
+// rule's, only ever read.
+func (d *Dispatcher) header(c *call, r *Request) http.Header {
+	n := len(r.Header) + 2
+	signed := len(r.SigningSecrets) > 0
+	if signed {
+		n += 3
+	}
+	h := make(http.Header, n)
 	for k, v := range r.Header {
 		h[k] = v
 	}
-	h.Set("Idempotency-Key", r.IdempotencyKey)
-	h.Set("User-Agent", d.s.UserAgent)
-	if len(r.SigningSecrets) > 0 {
-		sign(h, r.SigningSecrets, r.IdempotencyKey, d.s.Now(), r.Body)
+	if c.idem == nil {
+		c.idem = []string{r.IdempotencyKey}
+	}
+	h["Idempotency-Key"] = c.idem
+	h["User-Agent"] = d.userAgent
+	if signed {
+		sign(h, r.SigningSecrets, c.idem, d.s.Now(), r.Body)
 	}
 	return h
 }
@@ -375,22 +494,45 @@ func (d *Dispatcher) header(r *Request) http.Header {
 // maxDrain more (so a keep-alive connection can be reused) and closes it.
 // Read errors are ignored: the status already says what happened, and a
 // truncated error message is still useful.
-func readBody(resp *http.Response) []byte {
+//
+// Reading and draining go through a pooled buffer: an empty body (the
+// common answer) allocates nothing even when its length is unknown, and a
+// short one allocates just its size.
+func (d *Dispatcher) readBody(resp *http.Response) []byte {
 	defer resp.Body.Close()
 	if resp.ContentLength == 0 {
 		return nil
 	}
+	buf := d.scratch.Get().(*[maxResponse]byte)
+	defer d.scratch.Put(buf)
 	n := int64(maxResponse)
 	if resp.ContentLength > 0 && resp.ContentLength < n {
 		n = resp.ContentLength
 	}
-	buf := make([]byte, n)
-	got, _ := io.ReadFull(resp.Body, buf)
-	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
-	if got == 0 {
-		return nil
+	got, _ := io.ReadFull(resp.Body, buf[:n])
+	var kept []byte
+	if got > 0 {
+		kept = bytes.Clone(buf[:got])
 	}
-	return buf[:got]
+	drain(resp.Body, buf[:], maxDrain)
+	return kept
+}
+
+// drain reads and discards up to limit bytes of body through scratch,
+// stopping at EOF or any error, as io.CopyN(io.Discard, body, limit) would
+// without its per-call LimitReader.
+func drain(body io.Reader, scratch []byte, limit int64) {
+	for limit > 0 {
+		p := scratch
+		if int64(len(p)) > limit {
+			p = p[:limit]
+		}
+		n, err := body.Read(p)
+		limit -= int64(n)
+		if err != nil {
+			return
+		}
+	}
 }
 
 // HostKey returns "scheme://host:port" for rawURL, lower-cased and with the
@@ -403,31 +545,64 @@ func HostKey(rawURL string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: unparseable URL", ErrInvalidRequest)
 	}
-	return hostKey(u)
+	key, err := appendHostKey(nil, u)
+	if err != nil {
+		return "", err
+	}
+	return string(key), nil
 }
 
-func hostKey(u *url.URL) (string, error) {
-	scheme := strings.ToLower(u.Scheme)
+// appendHostKey appends u's HostKey to dst. Building it in a caller's
+// buffer lets Do find a known host without allocating the key.
+func appendHostKey(dst []byte, u *url.URL) ([]byte, error) {
 	var port string
-	switch scheme {
-	case "http":
-		port = "80"
-	case "https":
-		port = "443"
+	switch scheme := u.Scheme; {
+	case strings.EqualFold(scheme, "http"):
+		dst, port = append(dst, "http://"...), "80"
+	case strings.EqualFold(scheme, "https"):
+		dst, port = append(dst, "https://"...), "443"
 	default:
-		return "", fmt.Errorf("%w: scheme %q is not http or https", ErrInvalidRequest, u.Scheme)
+		return nil, fmt.Errorf("%w: scheme %q is not http or https", ErrInvalidRequest, u.Scheme)
 	}
-	name := strings.ToLower(u.Hostname())
+	name := u.Hostname()
 	if name == "" {
-		return "", fmt.Errorf("%w: URL has no host", ErrInvalidRequest)
+		return nil, fmt.Errorf("%w: URL has no host", ErrInvalidRequest)
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
-			return "", fmt.Errorf("%w: bad port %q", ErrInvalidRequest, p)
+			return nil, fmt.Errorf("%w: bad port %q", ErrInvalidRequest, p)
 		}
 		port = p
 	}
-	return scheme + "://" + net.JoinHostPort(name, port), nil
+	// As net.JoinHostPort(strings.ToLower(name), port).
+	ipv6 := strings.IndexByte(name, ':') >= 0
+	if ipv6 {
+		dst = append(dst, '[')
+	}
+	dst = appendLower(dst, name)
+	if ipv6 {
+		dst = append(dst, ']')
+	}
+	dst = append(dst, ':')
+	return append(dst, port...), nil
+}
+
+// appendLower appends strings.ToLower(s) to dst, without allocating when s
+// is ASCII (as host names nearly always are).
+func appendLower(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return append(dst, strings.ToLower(s)...)
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 // validMethod reports whether m is an RFC 9110 token, as net/http requires;

@@ -1,8 +1,8 @@
 package dispatcher
 
 import (
-	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"strings"
@@ -36,26 +36,47 @@ type host struct {
 	m         *hostMetrics
 }
 
-// hosts is the lazily filled HostKey -> *host table.
+// hosts is the lazily filled HostKey -> *host table. Lookups read an
+// immutable map through one atomic load: no lock, and a lookup by a key
+// still in a byte buffer allocates nothing (sync.Map's any keys did for
+// keys over 32 bytes). Adding a host copies the map, which is cheap next
+// to building the host and happens once per destination.
 type hosts struct {
-	mu sync.Mutex
-	m  sync.Map // string -> *host; read lock-free on the hot path
+	mu sync.Mutex                       // serialises additions
+	m  atomic.Pointer[map[string]*host] // never modified once stored
+}
+
+// lookup returns the host for key, or nil if none has been built yet.
+func (hs *hosts) lookup(key []byte) *host {
+	if m := hs.m.Load(); m != nil {
+		return (*m)[string(key)]
+	}
+	return nil
 }
 
 // get returns the host for key, building it with mk on first use. mk runs
 // at most once per key (under mu), so metric children and the breaker are
 // never built twice.
 func (hs *hosts) get(key string, mk func() *host) *host {
-	if h, ok := hs.m.Load(key); ok {
-		return h.(*host)
+	if m := hs.m.Load(); m != nil {
+		if h, ok := (*m)[key]; ok {
+			return h
+		}
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	if h, ok := hs.m.Load(key); ok {
-		return h.(*host)
+	var old map[string]*host
+	if m := hs.m.Load(); m != nil {
+		old = *m
+	}
+	if h, ok := old[key]; ok {
+		return h
 	}
 	h := mk()
-	hs.m.Store(key, h)
+	m := make(map[string]*host, len(old)+1)
+	maps.Copy(m, old)
+	m[key] = h
+	hs.m.Store(&m)
 	return h
 }
 
@@ -104,38 +125,43 @@ func (s *Settings) hostSettings(u *url.URL) HostSettings {
 // ErrRateLimited or ErrHostSaturated and the consumer parks it. For
 // ErrRateLimited it returns how long the caller should wait.
 //
-// On success the caller owns a slot and must call leave.
-func (d *Dispatcher) enter(ctx context.Context, h *host) (retryAfter time.Duration, err error) {
+// Waits end early when c is canceled (caller or Close). On success the
+// caller owns a slot and must call leave.
+func (d *Dispatcher) enter(c *call, h *host) (retryAfter time.Duration, err error) {
 	budget := d.s.HostWait
-	now := d.s.Now()
 	var wait time.Duration
-	if nb := h.notBefore.Load(); nb != 0 {
-		if hold := time.Duration(nb - now.UnixNano()); hold > 0 {
-			if hold > budget {
-				return hold, fmt.Errorf("%w: host asked to wait %s (Retry-After)", ErrRateLimited, hold.Round(time.Millisecond))
-			}
-			wait = hold
-		}
-	}
 	var res *rate.Reservation
-	if h.limiter != nil {
-		res = h.limiter.ReserveN(now.Add(wait), 1)
-		delay := res.DelayFrom(now)
-		if !res.OK() || delay > budget {
-			res.CancelAt(now)
-			return delay, fmt.Errorf("%w: next token in %s", ErrRateLimited, delay.Round(time.Millisecond))
+	// The clock is read only for a hold or a rate limit; most hosts, most
+	// of the time, have neither.
+	if nb := h.notBefore.Load(); nb != 0 || h.limiter != nil {
+		now := d.s.Now()
+		if nb != 0 {
+			if hold := time.Duration(nb - now.UnixNano()); hold > 0 {
+				if hold > budget {
+					return hold, fmt.Errorf("%w: host asked to wait %s (Retry-After)", ErrRateLimited, hold.Round(time.Millisecond))
+				}
+				wait = hold
+			}
 		}
-		wait = max(wait, delay)
+		if h.limiter != nil {
+			res = h.limiter.ReserveN(now.Add(wait), 1)
+			delay := res.DelayFrom(now)
+			if !res.OK() || delay > budget {
+				res.CancelAt(now)
+				return delay, fmt.Errorf("%w: next token in %s", ErrRateLimited, delay.Round(time.Millisecond))
+			}
+			wait = max(wait, delay)
+		}
 	}
 	if wait > 0 {
-		if err := d.s.Sleep(ctx, wait); err != nil {
+		if err := d.s.Sleep(c.waitCtx(), wait); err != nil {
 			if res != nil {
 				res.CancelAt(d.s.Now())
 			}
 			return 0, fmt.Errorf("%w: %w", ErrCanceled, err)
 		}
 	}
-	if err := ctx.Err(); err != nil {
+	if err := c.err(); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrCanceled, err)
 	}
 	// Fast path: a free slot needs no timer.
@@ -145,6 +171,7 @@ func (d *Dispatcher) enter(ctx context.Context, h *host) (retryAfter time.Durati
 		return 0, nil
 	default:
 	}
+	ctx := c.waitCtx()
 	t := time.NewTimer(max(budget-wait, 0))
 	defer t.Stop()
 	select {
