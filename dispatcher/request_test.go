@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,4 +131,32 @@ func TestCallerCancelEndsWaits(t *testing.T) {
 			t.Errorf("%d calls, want 1", calls.Load())
 		}
 	})
+}
+
+// User info in a rule's URL is sent as basic auth, as http.Client sends it,
+// and the request carries our headers whichever path sent it.
+func TestUserInfoBecomesBasicAuth(t *testing.T) {
+	type seen struct {
+		user, pass, key string
+		ok             bool
+	}
+	got := make(chan seen, 2)
+	srv := serveOn(t, "127.0.0.2", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		got <- seen{u, p, r.Header.Get("Idempotency-Key"), ok}
+	}))
+	d := newTestDispatcher(t, Settings{AllowPrivateNetworks: true})
+	withAuth := strings.Replace(srv.URL, "http://", "http://alice:s3cret@", 1)
+	for _, tc := range []struct {
+		url  string
+		want seen
+	}{
+		{withAuth + "/hook", seen{"alice", "s3cret", "0123456789abcdef0123456789abcdef", true}},
+		{srv.URL + "/hook", seen{"", "", "0123456789abcdef0123456789abcdef", false}},
+	} {
+		checkResult(t, d.Do(t.Context(), post(tc.url)), Delivered, ReasonOK, 1)
+		if s := <-got; s != tc.want {
+			t.Errorf("%s: receiver saw %+v, want %+v", tc.url, s, tc.want)
+		}
+	}
 }
