@@ -279,13 +279,20 @@ func (c *Consumer) outcome(src source, rule string, path []byte, method, u, key 
 // any extra records (retry or dead-letter) in one acknowledged write, and
 // counts the delivery.
 func (c *Consumer) record(ctx context.Context, src source, rec OutcomeRecord, host string, extra ...kafka.Message) error {
-	msgs := append(extra, kafka.Message{Topic: c.cfg.Outcomes.Topic, Key: src.Key, Value: rec.AppendJSON(make([]byte, 0, 512))})
-	var err error
 	if len(extra) == 0 {
-		err = c.writer.writeOutcome(ctx, msgs[0])
-	} else {
-		err = c.writer.writeOrTooLarge(ctx, msgs...)
+		// The common case: the outcome record alone, batched with those
+		// of concurrent calls, in a reused buffer.
+		buf := c.writer.buffer()
+		*buf = rec.AppendJSON((*buf)[:0])
+		if err := c.writer.writeOutcome(ctx, kafka.Message{Topic: c.cfg.Outcomes.Topic, Key: src.Key, Value: *buf}); err != nil {
+			return err // the write may still be in progress: buf is not reused
+		}
+		c.writer.release(buf)
+		c.counted(&rec, host)
+		return nil
 	}
+	msgs := append(extra, kafka.Message{Topic: c.cfg.Outcomes.Topic, Key: src.Key, Value: rec.AppendJSON(nil)})
+	err := c.writer.writeOrTooLarge(ctx, msgs...)
 	if errors.Is(err, errTooLarge) {
 		// A retry or dead-letter record carries the event and can be over
 		// the size limit. A parked one needs its value (the retry decodes
@@ -301,14 +308,19 @@ func (c *Consumer) record(ctx context.Context, src source, rec OutcomeRecord, ho
 	if err != nil {
 		return err
 	}
+	c.counted(&rec, host)
+	return nil
+}
+
+// counted counts a recorded outcome and shows it to the replay hook.
+func (c *Consumer) counted(rec *OutcomeRecord, host string) {
 	if host == "" {
 		host = "none"
 	}
 	c.m.deliveries.WithLabelValues(rec.Rule, host, rec.Outcome).Inc()
 	if c.recorded != nil {
-		c.recorded(&rec)
+		c.recorded(rec)
 	}
-	return nil
 }
 
 func truncate(s string, n int) string {

@@ -37,6 +37,29 @@ type writer struct {
 	mu    sync.Mutex
 	open  *outcomeBatch
 	slots chan struct{}
+
+	bufs sync.Pool // *[]byte for outcome record values; see buffer
+}
+
+// maxPooledRecord keeps a record with a huge error text from pinning its
+// buffer in the pool.
+const maxPooledRecord = 4 << 10
+
+// buffer returns an empty buffer for an outcome record's value. Give it back
+// with release once writeOutcome returned nil for it, and only then: until
+// the write is acknowledged kafka-go may still read it.
+func (w *writer) buffer() *[]byte {
+	if b, ok := w.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 512)
+	return &b
+}
+
+func (w *writer) release(b *[]byte) {
+	if cap(*b) <= maxPooledRecord {
+		w.bufs.Put(b)
+	}
 }
 
 // maxFlushes is how many outcome batches may be written at once. kafka-go
@@ -84,7 +107,7 @@ func (w *writer) writeOutcome(ctx context.Context, msg kafka.Message) error {
 	b := w.open
 	lead := b == nil
 	if lead {
-		b = &outcomeBatch{done: make(chan struct{})}
+		b = &outcomeBatch{msgs: make([]kafka.Message, 0, 32), done: make(chan struct{})}
 		w.open = b
 	}
 	i := len(b.msgs)
