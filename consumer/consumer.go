@@ -207,6 +207,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	c.writer = newWriter(k.Brokers, tr, c.log)
 	defer c.writer.Close()
+	c.writer.warm(ctx, c.cfg.Outcomes.Topic, c.cfg.Outcomes.RetryTopic, c.cfg.Outcomes.DeadLetterTopic)
 
 	topics := make([]string, 0, len(k.Topics))
 	for _, t := range k.Topics {

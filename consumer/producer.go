@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,6 +145,21 @@ func (w *writer) writeOutcome(ctx context.Context, msg kafka.Message) error {
 func batchWrote(err error, i int) bool {
 	var we kafka.WriteErrors
 	return errors.As(err, &we) && i < len(we) && we[i] == nil
+}
+
+// warm connects the writer's transport to the cluster and loads the
+// metadata of topics, so that the first records written do not wait for
+// it (kafka-go dials and discovers the cluster on first use, while the
+// calls of the first events hold their in-flight slots). A failure is only
+// logged: writes connect on their own, and retry.
+func (w *writer) warm(ctx context.Context, topics ...string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	topics = slices.DeleteFunc(topics, func(t string) bool { return t == "" })
+	cl := &kafka.Client{Addr: w.w.Addr, Transport: w.w.Transport}
+	if _, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: topics}); err != nil && ctx.Err() == nil {
+		w.log.Warn("could not load record topics' metadata before consuming; writes will retry", "err", err)
+	}
 }
 
 // errTooLarge: a record is over the size the writer (BatchBytes) or the
