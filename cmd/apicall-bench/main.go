@@ -90,6 +90,7 @@ type options struct {
 	apicallBin  string
 	timeout     time.Duration
 	profile     time.Duration
+	settle      time.Duration
 	keep        bool
 	compression string
 	apicallEnv  []string
@@ -115,6 +116,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	profile := fs.Duration("profile", 0, "fetch a CPU profile of this length and a heap profile from apicall's admin endpoint (needs APICALL_PPROF support)")
 	compression := fs.String("compression", "none", "producer batch compression: none, snappy, lz4, zstd or gzip (consumers hold fetched batches decompressed)")
 	apicallEnv := fs.String("apicall-env", "", "extra environment for the apicall child, comma separated KEY=VALUE (e.g. GOMEMLIMIT=120MiB,GOGC=50)")
+	settle := fs.Duration("settle", time.Second, "paced runs: how long to wait after the group turns stable before producing (sarama members start fetching some 100-300 ms after that; 0 measures the start-up too)")
 	keep := fs.Bool("keep", false, "keep the work dir (generated configs, child logs)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: apicall-bench [flags]   (or: apicall-bench baseline --brokers ... --urls ...)")
@@ -128,7 +130,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	o := options{
 		events: *events, hosts: *hosts, maxInFlight: *maxInFlight, maxPerHost: *maxPerHost, workers: *workers, rules: *rules,
-		out: *out, apicallBin: *bin, timeout: *timeout, profile: *profile, keep: *keep, compression: *compression, apicallEnv: splitList(*apicallEnv), args: args,
+		out: *out, apicallBin: *bin, timeout: *timeout, profile: *profile, settle: *settle, keep: *keep, compression: *compression, apicallEnv: splitList(*apicallEnv), args: args,
 	}
 	if o.events < 1 || o.hosts < 1 || o.workers < 1 || o.maxInFlight < 0 || o.maxPerHost < 0 {
 		return o, errors.New("--events, --hosts and --workers must be >= 1, --max-in-flight and --max-in-flight-per-host >= 0")

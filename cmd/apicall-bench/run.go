@@ -153,6 +153,15 @@ func (e *runEnv) run(ctx context.Context, s runSpec, r *result) error {
 		if err := waitStable(ctx, adm, group, ch, e.o.timeout); err != nil {
 			return err
 		}
+		// Stable is the broker's view; each member still fetches its
+		// offsets and starts its partition consumers after that. Waiting
+		// a little keeps that start-up out of the steady-state latency
+		// the paced run measures (both systems get the same wait).
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(e.o.settle):
+		}
 		e.logf(s, "group stable; producing %d events at %.0f/s", s.events, s.rate)
 		go func() { prodErr <- prod.paced(ctx, s.events, s.rate) }() // ends with ctx or when all are produced
 	}
