@@ -262,7 +262,7 @@ func (c *Consumer) outcome(src source, rule string, path []byte, method, u, key 
 		Path:            path,
 		Method:          method,
 		URL:             u,
-		Timestamp:       c.now().UTC().Format(timeLayoutMicros),
+		Timestamp:       formatMicros(c.now()),
 		IdempotencyKey:  key,
 		Replayed:        c.replayed,
 	}
@@ -270,7 +270,7 @@ func (c *Consumer) outcome(src source, rule string, path []byte, method, u, key 
 		rec.IdempotencyKey = config.IdempotencyKey(src.Topic, src.Partition, src.Offset, rule)
 	}
 	if !src.Time.IsZero() {
-		rec.EventTime = src.Time.UTC().Format(timeLayoutMicros)
+		rec.EventTime = formatMicros(src.Time)
 	}
 	return rec
 }

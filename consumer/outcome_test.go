@@ -2,7 +2,9 @@ package consumer
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // The outcome topic's format is a public contract (docs/outcomes.md) that
@@ -81,4 +83,21 @@ func BenchmarkOutcomeAppendJSON(b *testing.B) {
 			_, _ = json.Marshal(&r)
 		}
 	})
+}
+
+func TestFormatMicros(t *testing.T) {
+	times := []time.Time{
+		time.Unix(0, 0), time.Date(2021, 2, 1, 7, 27, 44, 469241789, time.FixedZone("x", 3600)),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC), time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC), {},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 10000 {
+		times = append(times, time.Unix(rng.Int64N(1<<36)-1<<35, rng.Int64N(1e9)).In(time.FixedZone("y", int(rng.Int64N(50000))-25000)))
+	}
+	for _, tm := range times {
+		if got, want := formatMicros(tm), tm.UTC().Format(timeLayoutMicros); got != want {
+			t.Fatalf("formatMicros(%v) = %q, want %q", tm, got, want)
+		}
+	}
 }

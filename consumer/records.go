@@ -142,3 +142,37 @@ func header(h []kafka.Header, k string) (string, bool) {
 	}
 	return "", false
 }
+
+// formatMicros is t.UTC().Format(timeLayoutMicros) without the layout
+// interpretation Format does on every call: two timestamps per outcome
+// record made Format 2% of apicall's CPU in make bench.
+func formatMicros(t time.Time) string {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.Format(timeLayoutMicros)
+	}
+	hour, minute, sec := t.Clock()
+	var b [27]byte // 2006-01-02T15:04:05.000000Z
+	put := func(i, v, width int) {
+		for j := i + width - 1; j >= i; j-- {
+			b[j] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, year, 4)
+	b[4] = '-'
+	put(5, int(month), 2)
+	b[7] = '-'
+	put(8, day, 2)
+	b[10] = 'T'
+	put(11, hour, 2)
+	b[13] = ':'
+	put(14, minute, 2)
+	b[16] = ':'
+	put(17, sec, 2)
+	b[19] = '.'
+	put(20, t.Nanosecond()/1000, 6)
+	b[26] = 'Z'
+	return string(b[:])
+}
