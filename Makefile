@@ -31,7 +31,7 @@ test-short: ## the suite without the race detector, faster
 	$(GO) test -count=1 -timeout 20m ./...
 
 bench: build ## end-to-end throughput benchmark (apicall vs a bare-loop baseline) plus the hot-path micro benchmarks
-	$(GO) test -run '^$$' -bench . -benchmem ./config/ ./schemas/ ./dispatcher/
+	$(GO) test -run '^$$' -bench . -benchmem ./config/ ./schemas/ ./dispatcher/ ./consumer/
 	$(GO) run ./cmd/apicall-bench --apicall-bin $(BIN) $(BENCHFLAGS)
 
 soak: ## long reliability scenarios (APICALL_SOAK=1), a table of them, then every fuzz target for 1m (not run in CI)

@@ -429,7 +429,7 @@ func (d *Dispatcher) send(h *host, c *call, r *Request) attempt {
 // Clone was 4% of the bytes apicall allocated in make bench).
 func (d *Dispatcher) roundTrip(c *call, req *http.Request) (*http.Response, error) {
 	if d.s.MaxRedirects == 0 && c.url.User == nil {
-		return d.transport.RoundTrip(req)
+		return d.client.Transport.RoundTrip(req)
 	}
 	return d.client.Do(req)
 }
