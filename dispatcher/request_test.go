@@ -138,7 +138,7 @@ func TestCallerCancelEndsWaits(t *testing.T) {
 func TestUserInfoBecomesBasicAuth(t *testing.T) {
 	type seen struct {
 		user, pass, key string
-		ok             bool
+		ok              bool
 	}
 	got := make(chan seen, 2)
 	srv := serveOn(t, "127.0.0.2", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
