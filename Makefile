@@ -49,7 +49,7 @@ soak-table:
 	@grep -o 'SOAK|.*' $(SOAKLOG) | sed -e 's/^SOAK|/|/' -e 's/$$/ |/'
 
 fuzz: ## run every fuzz target for FUZZTIME each
-	@for pkg in ./config ./schemas; do \
+	@for pkg in ./config ./schemas ./consumer; do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
