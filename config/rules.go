@@ -33,6 +33,10 @@ type Rules struct {
 	refs []ref     // lookups shared by the conditions
 	envs sync.Pool // *whenEnv
 	bufs sync.Pool // *renderBuf
+
+	// redact is the Redact of the Config the rules were loaded from: a
+	// reloaded rule set brings the secrets of its own file.
+	redact func(string) string
 }
 
 // CompiledRule is one rule ready to match and render.
@@ -94,6 +98,20 @@ func (rs *Rules) All() []*CompiledRule {
 	}
 	return rs.all
 }
+
+// Redact hides in s the ${ENV} values of the config file the rules were
+// loaded from, as Config.Redact does. Use it for text about calls of these
+// rules (outcome URLs and errors): after a reload, the secrets the rules
+// use are the new file's, not the ones the process started with.
+func (rs *Rules) Redact(s string) string {
+	if rs == nil || rs.redact == nil {
+		return s
+	}
+	return rs.redact(s)
+}
+
+// Rules returns the rule set r belongs to.
+func (r *CompiledRule) Rules() *Rules { return r.rules }
 
 // Rule returns the rule named name, or nil (for replay --rule).
 func (rs *Rules) Rule(name string) *CompiledRule {
@@ -169,7 +187,7 @@ var validMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, htt
 
 // compileRules validates and compiles c.Rules, recording problems in l.
 func (l *loader) compileRules(c *Config) *Rules {
-	rs := &Rules{byEvent: map[string][]*CompiledRule{}, byName: map[string]*CompiledRule{}}
+	rs := &Rules{byEvent: map[string][]*CompiledRule{}, byName: map[string]*CompiledRule{}, redact: c.Redact}
 	conds := &conditions{ids: map[ref]int{}}
 	consumed := map[string]bool{}
 	for _, t := range c.Kafka.Topics {

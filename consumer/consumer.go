@@ -73,7 +73,7 @@ type Consumer struct {
 	global   chan struct{} // global in-flight cap; see Dispatch.MaxInFlightTotal
 	pool     *pool         // goroutines that run events; created and closed by Run
 	hardStop context.Context
-	redact   *urlRedactor // outcome record URLs
+	redact   atomic.Pointer[urlRedactor] // outcome record URLs, for the current rule set
 
 	joined     atomic.Bool  // a group session is active
 	brokersOK  atomic.Int64 // unix nanos of the last successful broker round trip
@@ -138,7 +138,6 @@ func New(o Options) (*Consumer, error) {
 	m.commits.WithLabelValues("error")
 	return &Consumer{
 		cfg:      o.Config,
-		redact:   newURLRedactor(o.Config.Redact),
 		rules:    o.Rules,
 		decoder:  o.Decoder,
 		disp:     o.Dispatcher,

@@ -179,10 +179,10 @@ func (c *Consumer) deliver(ctx context.Context, src source, ev *schemas.Event, r
 		return ctx.Err()
 	}
 	st.attempts += res.Attempts
-	rec := c.outcome(src, rule.Name(), rule.Path(), call.Method, c.redact.url(call.URL), call.IdempotencyKey)
+	rec := c.outcome(src, rule.Name(), rule.Path(), call.Method, c.redactorFor(rule.Rules()).url(call.URL), call.IdempotencyKey)
 	rec.Status, rec.Attempts, rec.LatencyMS, rec.Reason = res.Status, st.attempts, res.Latency.Milliseconds(), res.Reason
 	if res.Err != nil {
-		rec.Error = truncate(c.cfg.Redact(res.Err.Error()), 1024)
+		rec.Error = truncate(c.cfg.Redact(rule.Rules().Redact(res.Err.Error())), 1024)
 	}
 	switch res.Outcome {
 	case dispatcher.Delivered:

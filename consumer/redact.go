@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/apicall/apicall/config"
 )
 
 // maxRedactShapes bounds the URL redaction cache: a rule with a tag in its
@@ -19,7 +21,8 @@ const maxRedactShapes = 4096
 // values removed, its shape, which is the same for every call of a rule
 // whose path has no tag: so results are cached by shape.
 type urlRedactor struct {
-	secrets func(string) string // config.Config.Redact
+	rules   *config.Rules       // the rule set whose URLs these are
+	secrets func(string) string // their config's Redact
 
 	mu     sync.RWMutex
 	shapes map[string]string
@@ -27,6 +30,19 @@ type urlRedactor struct {
 
 func newURLRedactor(secrets func(string) string) *urlRedactor {
 	return &urlRedactor{secrets: secrets, shapes: make(map[string]string)}
+}
+
+// redactorFor returns the URL redactor for rule set rs, made anew when the
+// rules were reloaded: a reload may bring new secrets, and cached results
+// masked with the old ones.
+func (c *Consumer) redactorFor(rs *config.Rules) *urlRedactor {
+	if r := c.redact.Load(); r != nil && r.rules == rs {
+		return r
+	}
+	r := newURLRedactor(func(s string) string { return c.cfg.Redact(rs.Redact(s)) })
+	r.rules = rs
+	c.redact.Store(r)
+	return r
 }
 
 func (r *urlRedactor) url(raw string) string {

@@ -3,6 +3,8 @@ package consumer
 import (
 	"strings"
 	"testing"
+
+	"github.com/apicall/apicall/config"
 )
 
 func maskSecret(s string) string { return strings.ReplaceAll(s, "s3cret", "****") }
@@ -61,4 +63,37 @@ func BenchmarkURLRedactor(b *testing.B) {
 			_ = r.compute(raw)
 		}
 	})
+}
+
+// After a reload, outcome URLs are masked with the secrets of the reloaded
+// file, and nothing cached for the old rule set is reused.
+func TestURLRedactorFollowsReloadedSecrets(t *testing.T) {
+	load := func(token string) *config.Config {
+		t.Helper()
+		src := "kafka: {brokers: [x:9092], topics: [t]}\nrules:\n  - name: r\n    event: E\n    call: {url: \"https://h.example/${TOKEN}/hook?email={{ user.email }}\"}\n"
+		cfg, err := config.Parse("c.yaml", []byte(src), func(k string) (string, bool) {
+			if k == "TOKEN" {
+				return token, true
+			}
+			return "", false
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	first, reloaded := load("tok-first"), load("tok-second")
+	c := &Consumer{cfg: first}
+	for _, tc := range []struct {
+		rules *config.Rules
+		raw   string
+	}{
+		{first.Compiled(), "https://h.example/tok-first/hook?email=a%40b.c"},
+		{reloaded.Compiled(), "https://h.example/tok-second/hook?email=a%40b.c"},
+		{reloaded.Compiled(), "https://h.example/tok-second/hook?email=d%40e.f"},
+	} {
+		if got, want := c.redactorFor(tc.rules).url(tc.raw), "https://h.example/****/hook?email=REDACTED"; got != want {
+			t.Errorf("url(%q) = %q, want %q", tc.raw, got, want)
+		}
+	}
 }
