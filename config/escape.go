@@ -69,10 +69,19 @@ func appendPathEscaped(dst []byte, s string) []byte {
 	return dst
 }
 
+// AppendJSONString appends s as a quoted JSON string, escaped exactly as
+// encoding/json escapes it (see appendJSONStringContent). The consumer
+// writes outcome records with it, byte for byte what json.Marshal gave.
+func AppendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	dst = appendJSONStringContent(dst, s)
+	return append(dst, '"')
+}
+
 // appendJSONStringContent appends s escaped to sit between the quotes of a
-// JSON string. Like encoding/json it escapes <, > and & (a body may end up
-// in an HTML page: "</script>" stays inert), U+2028/U+2029 (they end
-// JavaScript lines), control characters, and turns invalid UTF-8 into
+// JSON string, exactly as encoding/json does: it escapes <, > and & (a body
+// may end up in an HTML page: "</script>" stays inert), U+2028/U+2029 (they
+// end JavaScript lines), control characters, and turns invalid UTF-8 into
 // U+FFFD, so the body is always valid JSON whatever the profile holds.
 func appendJSONStringContent(dst []byte, s string) []byte {
 	start := 0
@@ -87,6 +96,10 @@ func appendJSONStringContent(dst []byte, s string) []byte {
 			switch c {
 			case '"', '\\':
 				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
 			case '\n':
 				dst = append(dst, '\\', 'n')
 			case '\r':
