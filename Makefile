@@ -24,8 +24,9 @@ run: build ## run apicall on the embedded broker with config/example.yaml, a rec
 	echo ">>   $(BIN) produce --brokers 127.0.0.1:9092 --topic user-events --key user.id < config/testdata/fixture-event.json"; \
 	wait
 
-test: ## the test suite, with the race detector (what CI runs)
+test: ## the test suite, with the race detector (what CI runs); the dispatcher's tests run twice, the second time through net/http instead of the fast path
 	$(GO) test -race -count=1 -timeout 20m ./...
+	APICALL_DISPATCH_NET_HTTP=1 $(GO) test -race -count=1 -timeout 5m ./dispatcher/
 
 test-short: ## the suite without the race detector, faster
 	$(GO) test -count=1 -timeout 20m ./...

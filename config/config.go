@@ -134,6 +134,10 @@ type Dispatch struct {
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// MaxRedirects followed (each re-checked by the SSRF guard); 0 means none.
 	MaxRedirects int `yaml:"max_redirects"`
+	// NetHTTP sends every call through Go's net/http client (which can
+	// speak HTTP/2) instead of the cheaper HTTP/1.1 fast path; false means
+	// the fast path for every call it can carry (see dispatcher/fast.go).
+	NetHTTP bool `yaml:"net_http"`
 	// Breaker settings shared by every host's breaker.
 	Breaker Breaker `yaml:"breaker"`
 	// Hosts holds per-host overrides keyed by host[:port].

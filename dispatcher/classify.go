@@ -3,7 +3,6 @@ package dispatcher
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 )
 
@@ -100,8 +99,9 @@ func Classify(status int, err error) (Outcome, string) {
 		case errors.Is(err, context.DeadlineExceeded):
 			return Retry, ReasonTimeout
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		// Not net.Error: fasthttp's ErrTimeout has Timeout but not Temporary.
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
 			return Retry, ReasonTimeout
 		}
 		return Retry, ReasonConnection

@@ -30,6 +30,8 @@ const (
 	// keep-alive connection can be reused; past it, closing the connection
 	// is cheaper than reading on.
 	maxDrain = 64 << 10
+	// idleConnTimeout closes keep-alive connections unused this long.
+	idleConnTimeout = 90 * time.Second
 )
 
 // Result is the outcome of one Do call.
@@ -67,7 +69,10 @@ type Dispatcher struct {
 	metrics   *metrics
 	transport *http.Transport
 	client    *http.Client
-	hosts     hosts
+	// dialer connects both paths (net/http's and the fast one) through
+	// the SSRF guard.
+	dialer *net.Dialer
+	hosts  hosts
 	// calls lets Close refuse new calls, cancel those in flight and wait
 	// for them.
 	calls registry
@@ -110,7 +115,7 @@ func New(s Settings, reg prometheus.Registerer, log *slog.Logger) (*Dispatcher, 
 		MaxIdleConnsPerHost: s.MaxIdleConnsPerHost,
 		// MaxConnsPerHost stays 0: the host's in-flight cap already bounds
 		// concurrent connections, and a second cap would queue invisibly.
-		IdleConnTimeout:        90 * time.Second,
+		IdleConnTimeout:        idleConnTimeout,
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
@@ -121,6 +126,7 @@ func New(s Settings, reg prometheus.Registerer, log *slog.Logger) (*Dispatcher, 
 		log:       log.With("component", "dispatcher"),
 		metrics:   m,
 		transport: tr,
+		dialer:    dialer,
 		client: &http.Client{
 			Transport: tr,
 			// Redirects are off by default (a webhook receiver has no
@@ -147,6 +153,11 @@ func (d *Dispatcher) Close() {
 		return
 	}
 	d.transport.CloseIdleConnections()
+	if m := d.hosts.m.Load(); m != nil {
+		for _, h := range *m {
+			h.conns.closeIdle()
+		}
+	}
 }
 
 // call is a validated Request with everything derived from it once per Do,
@@ -170,8 +181,9 @@ type call struct {
 	wait       context.Context
 	cancelWait context.CancelFunc
 
-	idem    []string                      // Idempotency-Key (and webhook-id) value, built once
-	getBody func() (io.ReadCloser, error) // Request.GetBody, built once
+	idem       []string                      // Idempotency-Key (and webhook-id) value, built once
+	requestURI string                        // the fast path's request line target, built once
+	getBody    func() (io.ReadCloser, error) // Request.GetBody, built once
 }
 
 // redacted is the URL for error messages, built only when one is needed.
@@ -372,6 +384,9 @@ func failed(c *call, err error) attempt {
 // response body is read up to maxResponse, drained up to maxDrain so the
 // connection returns to the pool, and closed.
 func (d *Dispatcher) send(h *host, c *call, r *Request) attempt {
+	if d.fastOK(c, r) {
+		return d.sendFast(h, c, r)
+	}
 	// The attempt's context is the only one derived per attempt. Close
 	// reaches it through the registry, or through c.wait once a wait has
 	// built that (it is then the parent).
@@ -404,16 +419,21 @@ func (d *Dispatcher) send(h *host, c *call, r *Request) attempt {
 	}
 	respBody := d.readBody(resp)
 	h.m.duration.Observe(time.Since(start).Seconds())
+	return d.answered(h, c, resp.StatusCode, resp.Header.Get("Retry-After"), respBody)
+}
 
-	outcome, reason := Classify(resp.StatusCode, nil)
-	a := attempt{outcome: outcome, reason: reason, status: resp.StatusCode, body: respBody, sent: true}
+// answered classifies an attempt that got a response, from either path:
+// its status, Retry-After header and the kept start of its body.
+func (d *Dispatcher) answered(h *host, c *call, status int, retryAfter string, body []byte) attempt {
+	outcome, reason := Classify(status, nil)
+	a := attempt{outcome: outcome, reason: reason, status: status, body: body, sent: true}
 	if outcome != Delivered {
-		a.err = fmt.Errorf("%s %s: status %d %s", c.method, c.redacted(), resp.StatusCode, http.StatusText(resp.StatusCode))
+		a.err = fmt.Errorf("%s %s: status %d %s", c.method, c.redacted(), status, http.StatusText(status))
 	}
 	if outcome == Retry {
 		now := d.s.Now()
-		a.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
-		if a.retryAfter > 0 && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		a.retryAfter = parseRetryAfter(retryAfter, now)
+		if a.retryAfter > 0 && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
 			h.holdUntil(now.Add(a.retryAfter), now)
 		}
 	}

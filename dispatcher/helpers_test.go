@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -112,6 +113,11 @@ type testDispatcher struct {
 // unless it asks to.
 func newTestDispatcher(t testing.TB, s Settings) *testDispatcher {
 	t.Helper()
+	if os.Getenv("APICALL_DISPATCH_NET_HTTP") == "1" {
+		// make test runs this package a second time so that every test
+		// also covers the net/http path (see fast.go).
+		s.DisableFastPath = true
+	}
 	if s.Sleep == nil {
 		c := newFakeClock()
 		s.Sleep = c.Sleep

@@ -34,6 +34,7 @@ type host struct {
 	notBefore atomic.Int64
 	breaker   *gobreaker.CircuitBreaker[attempt]
 	m         *hostMetrics
+	conns     *connPool // the host's keep-alive connections for the fast path (fast.go)
 }
 
 // hosts is the lazily filled HostKey -> *host table. Lookups read an
@@ -88,9 +89,10 @@ func (d *Dispatcher) newHost(key string, u *url.URL) *host {
 		limit = hs.MaxInFlight
 	}
 	h := &host{
-		key: key,
-		sem: make(chan struct{}, limit),
-		m:   d.metrics.forHost(key),
+		key:   key,
+		sem:   make(chan struct{}, limit),
+		m:     d.metrics.forHost(key),
+		conns: d.newConnPool(key),
 	}
 	if hs.Rate > 0 {
 		burst := hs.Burst

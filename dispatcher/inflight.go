@@ -81,6 +81,15 @@ func (r *registry) setCancel(t ticket, cancel context.CancelFunc) {
 	}
 }
 
+// clearCancel forgets t's cancel func once its attempt is over, so that
+// Close does not call it later (the fast path's func touches a connection
+// that may by then serve another call).
+func (r *registry) clearCancel(t ticket) {
+	t.s.mu.Lock()
+	t.s.cancel[t.slot] = nil
+	t.s.mu.Unlock()
+}
+
 // remove unregisters t's call once it has returned.
 func (r *registry) remove(t ticket) {
 	t.s.mu.Lock()

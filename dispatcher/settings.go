@@ -55,6 +55,11 @@ type Settings struct {
 	// Retry with RetryAfter set, so the consumer parks the call. 0 means 5s.
 	MaxRetryAfterInProcess time.Duration
 
+	// DisableFastPath sends every call through net/http's Transport (see
+	// fast.go), e.g. for a receiver that needs HTTP/2. False (default)
+	// sends the common call over fasthttp's cheaper connection pool.
+	DisableFastPath bool
+
 	// Now is the clock for Retry-After dates, host holds and rate limits;
 	// nil means time.Now. (Circuit breakers use gobreaker's own clock.)
 	Now func() time.Time

@@ -162,6 +162,7 @@ func newDispatcher(cfg *config.Config, reg prometheus.Registerer, log *slog.Logg
 		Timeout:              d.Timeout,
 		MaxAttempts:          d.MaxAttempts,
 		MaxRedirects:         d.MaxRedirects,
+		DisableFastPath:      d.NetHTTP,
 		UserAgent:            "apicall/" + version,
 		Breaker: dispatcher.BreakerSettings{
 			Window:           d.Breaker.Window,
