@@ -2,13 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
-// The benchmark itself runs with `make bench`; these only check its
-// arithmetic and parsing, and stay fast.
+// The benchmark itself runs with `make bench`; these check its arithmetic,
+// parsing and receivers, and stay fast.
 
 func TestPercentile(t *testing.T) {
 	v := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
@@ -125,5 +129,45 @@ func TestWithHost(t *testing.T) {
 	got := withHost("http://127.0.0.1:8080/hooks/x?email={{ user.email }}", "http://127.0.0.1:5")
 	if want := "http://127.0.0.1:5/hooks/x?email={{ user.email }}"; got != want {
 		t.Errorf("withHost = %q, want %q", got, want)
+	}
+}
+
+// TestReceivers checks both receiver kinds over real HTTP: the call is
+// answered 200, counted once per Idempotency-Key (the repeat is a
+// duplicate), its send time is read, and connections are counted.
+func TestReceivers(t *testing.T) {
+	for _, kind := range []string{receiverFast, receiverNetHTTP} {
+		t.Run(kind, func(t *testing.T) {
+			rs, err := startReceivers(2, time.Millisecond, kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent := time.Now().UnixNano()
+			for _, u := range []string{rs.urls[0], rs.urls[0], rs.urls[1]} {
+				req, _ := http.NewRequest(http.MethodPost, u+"/hook?bench_sent_ns="+strconv.FormatInt(sent, 10), strings.NewReader(`{"a":1}`))
+				req.Header.Set("Idempotency-Key", "k-"+u)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("status %d", resp.StatusCode)
+				}
+			}
+			http.DefaultClient.CloseIdleConnections()
+			if err := rs.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			tl := rs.tally
+			if tl.calls.Load() != 3 || tl.distinct.Load() != 2 || tl.dups.Load() != 1 || tl.noSent.Load() != 0 || tl.conns.Load() < 2 {
+				t.Errorf("calls %d distinct %d dups %d noSent %d conns %d; want 3 2 1 0 >=2",
+					tl.calls.Load(), tl.distinct.Load(), tl.dups.Load(), tl.noSent.Load(), tl.conns.Load())
+			}
+			if lat := tl.latencies(); len(lat) != 2 || lat[0] <= 0 {
+				t.Errorf("latencies %v; want 2 positive", lat)
+			}
+		})
 	}
 }

@@ -93,6 +93,7 @@ type options struct {
 	settle      time.Duration
 	keep        bool
 	compression string
+	receiver    string
 	apicallEnv  []string
 	args        []string
 }
@@ -103,6 +104,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	events := fs.Int("events", 200000, "events per run")
 	latency := fs.String("latency", "0ms,20ms", "receiver latencies to run, comma separated")
 	partitions := fs.String("partitions", "6", "partition counts to run, comma separated (1 shows concurrency inside a partition)")
+	receiver := fs.String("receiver", receiverFast, "the receivers' HTTP server: fasthttp (less CPU taken from the system measured) or net/http")
 	hosts := fs.Int("hosts", 1, "receiver hosts (127.0.0.1, different ports); calls are spread by user id % hosts")
 	rate := fs.String("rate", "", `"" fills a backlog before each run; N paces N events/s while the system runs; "half" runs the backlog, then a paced run at half the rate it reached`)
 	only := fs.String("only", "", "run only apicall or baseline")
@@ -129,8 +131,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return options{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	o := options{
-		events: *events, hosts: *hosts, maxInFlight: *maxInFlight, maxPerHost: *maxPerHost, workers: *workers, rules: *rules,
+		receiver: *receiver, events: *events, hosts: *hosts, maxInFlight: *maxInFlight, maxPerHost: *maxPerHost, workers: *workers, rules: *rules,
 		out: *out, apicallBin: *bin, timeout: *timeout, profile: *profile, settle: *settle, keep: *keep, compression: *compression, apicallEnv: splitList(*apicallEnv), args: args,
+	}
+	if o.receiver != receiverFast && o.receiver != receiverNetHTTP {
+		return o, fmt.Errorf("--receiver %q: want %s or %s", o.receiver, receiverFast, receiverNetHTTP)
 	}
 	if o.events < 1 || o.hosts < 1 || o.workers < 1 || o.maxInFlight < 0 || o.maxPerHost < 0 {
 		return o, errors.New("--events, --hosts and --workers must be >= 1, --max-in-flight and --max-in-flight-per-host >= 0")

@@ -12,23 +12,37 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
-// receivers are the benchmark's API endpoints: K net/http servers on
+// receivers are the benchmark's API endpoints: K HTTP/1.1 servers on
 // 127.0.0.1 (one per "host"), sharing one tally. Each answers 200 after the
 // configured latency, counts calls by Idempotency-Key (a key seen twice is a
 // duplicate), and takes the event-to-call latency from the send time the
 // event carries: the bench_sent_ns query parameter apicall's rules add, or
 // "sent_at_ns" in a body holding the raw event (the baseline's calls).
+//
+// The servers share the machine with the system measured, so by default
+// they are fasthttp servers: about a third of net/http's CPU per request,
+// which leaves more of the 2 cores to the system under test, whichever it
+// is. --receiver net/http switches them back, for comparison.
 type receivers struct {
 	tally   *tally
 	servers []*http.Server
+	fast    []*fasthttp.Server
 	urls    []string // base URLs, http://127.0.0.1:port
 	errs    chan error
 }
 
-// startReceivers starts k servers answering after latency.
-func startReceivers(k int, latency time.Duration) (*receivers, error) {
+// Receiver kinds (--receiver).
+const (
+	receiverFast    = "fasthttp"
+	receiverNetHTTP = "net/http"
+)
+
+// startReceivers starts k servers of kind answering after latency.
+func startReceivers(k int, latency time.Duration, kind string) (*receivers, error) {
 	rs := &receivers{tally: newTally(), errs: make(chan error, k)} // one Serve result per server
 	h := &handler{t: rs.tally, latency: latency}
 	for range k {
@@ -36,6 +50,23 @@ func startReceivers(k int, latency time.Duration) (*receivers, error) {
 		if err != nil {
 			rs.Close()
 			return nil, fmt.Errorf("receiver: %w", err)
+		}
+		rs.urls = append(rs.urls, "http://"+ln.Addr().String())
+		if kind == receiverFast {
+			srv := &fasthttp.Server{
+				Handler:               h.serveFast,
+				ReadTimeout:           10 * time.Second,
+				NoDefaultDate:         true,
+				NoDefaultServerHeader: true,
+				ConnState: func(_ net.Conn, s fasthttp.ConnState) {
+					if s == fasthttp.StateNew {
+						rs.tally.conns.Add(1)
+					}
+				},
+			}
+			rs.fast = append(rs.fast, srv)
+			go func() { rs.errs <- srv.Serve(ln) }() // exits on Shutdown
+			continue
 		}
 		srv := &http.Server{
 			Handler:           h,
@@ -47,7 +78,6 @@ func startReceivers(k int, latency time.Duration) (*receivers, error) {
 			},
 		}
 		rs.servers = append(rs.servers, srv)
-		rs.urls = append(rs.urls, "http://"+ln.Addr().String())
 		go func() { rs.errs <- srv.Serve(ln) }() // exits on Close
 	}
 	return rs, nil
@@ -59,12 +89,19 @@ func (rs *receivers) Close() error {
 	for _, s := range rs.servers {
 		_ = s.Close()
 	}
-	for range rs.servers {
-		if err := <-rs.errs; !errors.Is(err, http.ErrServerClosed) {
+	for _, s := range rs.fast {
+		// Shutdown closes the listener and idle connections, then waits
+		// for calls being answered (at most the receiver latency).
+		if err := s.Shutdown(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	rs.servers = nil
+	for range len(rs.servers) + len(rs.fast) {
+		if err := <-rs.errs; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	rs.servers, rs.fast = nil, nil
 	return errors.Join(errs...)
 }
 
@@ -93,6 +130,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(h.latency)
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// serveFast is ServeHTTP for the fasthttp servers.
+func (h *handler) serveFast(ctx *fasthttp.RequestCtx) {
+	now := time.Now()
+	sent, ok := sentAt(string(ctx.URI().QueryString()), ctx.PostBody())
+	h.t.observe(string(ctx.Request.Header.Peek("Idempotency-Key")), now, sent, ok)
+	if h.latency > 0 {
+		time.Sleep(h.latency)
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
 }
 
 // sentAt finds the send time: bench_sent_ns=N in the query, else

@@ -72,7 +72,7 @@ func (e *runEnv) run(ctx context.Context, s runSpec, r *result) error {
 	}
 	defer broker.Close()
 	addr := broker.Addr()
-	rcv, err := startReceivers(s.hosts, s.latency)
+	rcv, err := startReceivers(s.hosts, s.latency, e.o.receiver)
 	if err != nil {
 		return err
 	}
