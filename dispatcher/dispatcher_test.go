@@ -454,6 +454,21 @@ func BenchmarkDo(b *testing.B) {
 			}
 		}
 	})
+	// The same calls through net/http (dispatch.net_http), beside the fast
+	// path's serial.
+	b.Run("serial-net_http", func(b *testing.B) {
+		dn, err := New(Settings{AllowCIDRs: loopback, DisableFastPath: true}, prometheus.NewRegistry(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer dn.Close()
+		b.ReportAllocs()
+		for b.Loop() {
+			if res := dn.Do(context.Background(), req); res.Outcome != Delivered {
+				b.Fatalf("%s %s %v", res.Outcome, res.Reason, res.Err)
+			}
+		}
+	})
 	b.Run("signed", func(b *testing.B) {
 		signed := *req
 		signed.SigningSecrets = []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}

@@ -86,8 +86,10 @@ func (d *Dispatcher) newConnPool(key string) *connPool {
 	}}
 }
 
-// get returns an idle connection (reused true) or dials a new one.
-func (p *connPool) get(ctx context.Context) (c net.Conn, reused bool, err error) {
+// get returns an idle connection (reused true) or dials a new one, within
+// deadline and until parent ends. The dial's context is built only when
+// there is no idle connection, so a reused one costs no timer.
+func (p *connPool) get(parent context.Context, deadline time.Time) (c net.Conn, reused bool, err error) {
 	now := time.Now()
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
@@ -106,6 +108,8 @@ func (p *connPool) get(ctx context.Context) (c net.Conn, reused bool, err error)
 		p.idle = p.idle[:0]
 	}
 	p.mu.Unlock()
+	ctx, cancel := context.WithDeadline(parent, deadline)
+	defer cancel()
 	c, err = p.dial(ctx)
 	return c, false, err
 }
@@ -265,9 +269,7 @@ func (d *Dispatcher) exchange(p *connPool, c *call, req *fasthttp.Request, resp 
 		parent = c.wait // Close cancels it
 	}
 	for try := 0; ; try++ {
-		dctx, cancel := context.WithDeadline(parent, deadline)
-		conn, reused, err := p.get(dctx)
-		cancel()
+		conn, reused, err := p.get(parent, deadline)
 		if err != nil {
 			return err
 		}
