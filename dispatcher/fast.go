@@ -196,6 +196,33 @@ func (d *Dispatcher) fastOK(c *call, r *Request) bool {
 	return true
 }
 
+// fastHeader writes what header (dispatcher.go) builds into h: the
+// Request's headers, then ours, which win. Unsigned calls skip header's
+// map (a map per call was 7% of the bytes apicall allocated in make
+// bench); signed ones use it, so signing stays in one place.
+func (d *Dispatcher) fastHeader(h *fasthttp.RequestHeader, c *call, r *Request) {
+	if len(r.SigningSecrets) > 0 {
+		for k, vs := range d.header(c, r) {
+			if !excludedHeader(k) {
+				for _, v := range vs {
+					h.Add(k, v)
+				}
+			}
+		}
+		return
+	}
+	for k, vs := range r.Header {
+		if excludedHeader(k) || k == "Idempotency-Key" || k == "User-Agent" {
+			continue
+		}
+		for _, v := range vs {
+			h.Add(k, v)
+		}
+	}
+	h.Set("Idempotency-Key", r.IdempotencyKey)
+	h.Set("User-Agent", d.userAgent[0])
+}
+
 // excludedHeader reports the header keys net/http does not send from
 // Request.Header (it derives them from the request itself).
 func excludedHeader(k string) bool {
@@ -222,14 +249,7 @@ func (d *Dispatcher) sendFast(h *host, c *call, r *Request) attempt {
 	}
 	req.SetRequestURI(c.requestURI)
 	req.Header.SetHost(c.reqURL.Host)
-	for k, vs := range d.header(c, r) {
-		if excludedHeader(k) {
-			continue
-		}
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
+	d.fastHeader(&req.Header, c, r)
 	if r.Body != nil {
 		req.SetBodyRaw(r.Body)
 	}
