@@ -1,8 +1,10 @@
 package dispatcher
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -82,6 +84,10 @@ type Dispatcher struct {
 	// scratch holds *[maxResponse]byte buffers for reading and draining
 	// response bodies, so a call allocates only what Result.Response keeps.
 	scratch sync.Pool
+	// readers and writers are the fast path's buffers (fast.go), pooled
+	// rather than kept per connection: a call holds them only while it
+	// writes or waits for its answer.
+	readers, writers sync.Pool
 }
 
 // New builds a Dispatcher. Metrics are registered on reg (nil: not
@@ -116,6 +122,7 @@ func New(s Settings, reg prometheus.Registerer, log *slog.Logger) (*Dispatcher, 
 		// MaxConnsPerHost stays 0: the host's in-flight cap already bounds
 		// concurrent connections, and a second cap would queue invisibly.
 		IdleConnTimeout:        idleConnTimeout,
+		TLSClientConfig:        &tls.Config{RootCAs: s.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
@@ -142,6 +149,8 @@ func New(s Settings, reg prometheus.Registerer, log *slog.Logger) (*Dispatcher, 
 	}
 	d.userAgent = []string{s.UserAgent}
 	d.scratch.New = func() any { return new([maxResponse]byte) }
+	d.readers.New = func() any { return bufio.NewReaderSize(nil, fastReadBuffer) }
+	d.writers.New = func() any { return bufio.NewWriterSize(nil, 4<<10) }
 	return d, nil
 }
 

@@ -42,9 +42,6 @@ import (
 // while a call waits for its response, so ~1000 calls in flight hold 16 MB.
 const fastReadBuffer = 16 << 10
 
-// pastDeadline ends any blocked read or write on a connection at once.
-var pastDeadline = time.Unix(1, 0)
-
 // connPool is one host's idle keep-alive connections for the fast path,
 // most recently used first out (the others age out). It starts no
 // goroutine: connections idle past idleConnTimeout are closed by a timer
@@ -77,7 +74,7 @@ func (d *Dispatcher) newConnPool(key string) *connPool {
 		if err != nil || !isTLS {
 			return conn, err
 		}
-		tc := tls.Client(conn, &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12})
+		tc := tls.Client(conn, &tls.Config{ServerName: serverName, RootCAs: d.s.RootCAs, MinVersion: tls.VersionTLS12})
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			return nil, err
@@ -161,13 +158,6 @@ func (p *connPool) closeIdle() {
 	}
 	p.idle = nil
 }
-
-// Buffered readers and writers are pooled, not kept per connection: a call
-// holds them only while it writes or waits for its answer.
-var (
-	fastReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, fastReadBuffer) }}
-	fastWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
-)
 
 // fastOK reports whether the call can take the fast path (see above).
 func (d *Dispatcher) fastOK(c *call, r *Request) bool {
@@ -297,31 +287,32 @@ func (d *Dispatcher) exchange(p *connPool, c *call, req *fasthttp.Request, resp 
 			conn.Close()
 			return err
 		}
-		interrupt := func() { _ = conn.SetDeadline(pastDeadline) }
+		// A deadline in the past ends any blocked read or write at once.
+		interrupt := func() { _ = conn.SetDeadline(time.Unix(1, 0)) }
 		if c.wait == nil {
 			c.calls.setCancel(c.ticket, interrupt)
 		}
 		stop := context.AfterFunc(parent, interrupt)
 
 		wrote := false
-		bw := fastWriters.Get().(*bufio.Writer)
+		bw := d.writers.Get().(*bufio.Writer)
 		bw.Reset(conn)
 		err = req.Write(bw)
 		if err == nil {
 			err = bw.Flush()
 		}
 		bw.Reset(nil)
-		fastWriters.Put(bw)
+		d.writers.Put(bw)
 		if err == nil {
 			wrote = true
-			br := fastReaders.Get().(*bufio.Reader)
+			br := d.readers.Get().(*bufio.Reader)
 			br.Reset(conn)
 			err = resp.ReadLimitBody(br, maxResponse+maxDrain)
 			if err == nil && br.Buffered() > 0 {
 				err = errUnsolicited // bytes after the response: not reusable
 			}
 			br.Reset(nil)
-			fastReaders.Put(br)
+			d.readers.Put(br)
 		}
 
 		interrupted := !stop()

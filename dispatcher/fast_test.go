@@ -3,10 +3,13 @@ package dispatcher
 import (
 	"bufio"
 	"bytes"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -233,5 +236,34 @@ func TestFastPathOversizedResponse(t *testing.T) {
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("%d connections for 2 oversized answers, want 2 (no reuse of a half-read one)", n)
+	}
+}
+
+// TestTLSBothPaths: an https receiver is verified against Settings.RootCAs
+// and reached with its certificate's name on both paths; an untrusted
+// certificate is a connection failure, not a delivery.
+func TestTLSBothPaths(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			t.Error("call arrived without TLS")
+		}
+	}))
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	for _, netHTTP := range []bool{false, true} {
+		d := newTestDispatcher(t, Settings{AllowCIDRs: loopback, RootCAs: roots})
+		d.s.DisableFastPath = netHTTP
+		for range 2 { // the second reuses the connection
+			checkResult(t, d.Do(t.Context(), post(srv.URL+"/tls")), Delivered, ReasonOK, 1)
+		}
+		untrusted := newTestDispatcher(t, Settings{AllowCIDRs: loopback, MaxAttempts: 1})
+		untrusted.s.DisableFastPath = netHTTP
+		res := untrusted.Do(t.Context(), post(srv.URL+"/tls"))
+		checkResult(t, res, Retry, ReasonConnection, 1)
+		if !strings.Contains(res.Err.Error(), "certificate") {
+			t.Errorf("net_http=%v: untrusted certificate gave %v", netHTTP, res.Err)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -69,6 +70,9 @@ type Settings struct {
 	// Resolver resolves host names; nil means net.DefaultResolver. The SSRF
 	// guard checks whatever address it returns, at connect time.
 	Resolver *net.Resolver
+	// RootCAs verifies https receivers on both paths; nil means the
+	// system's roots. (Tests trust their TLS servers with it.)
+	RootCAs *x509.CertPool
 }
 
 // BreakerSettings mirrors config.Breaker.
