@@ -267,3 +267,49 @@ func TestTLSBothPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestInterimResponsesSkipped: 1xx answers before the final one (103 Early
+// Hints) are read past on both paths, and the connection stays usable.
+func TestInterimResponsesSkipped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	for _, netHTTP := range []bool{false, true} {
+		d := newTestDispatcher(t, Settings{AllowCIDRs: loopback})
+		d.s.DisableFastPath = netHTTP
+		for range 2 {
+			res := d.Do(t.Context(), post("http://"+ln.Addr().String()+"/"))
+			checkResult(t, res, Delivered, ReasonOK, 1)
+			if res.Status != http.StatusCreated || string(res.Response) != "ok" {
+				t.Fatalf("net_http=%v: status %d body %q, want 201 ok", netHTTP, res.Status, res.Response)
+			}
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections for 2 dispatchers x 2 calls, want 2 (reuse after the interim answer)", n)
+	}
+}
