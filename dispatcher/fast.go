@@ -83,10 +83,9 @@ func (d *Dispatcher) newConnPool(key string) *connPool {
 	}}
 }
 
-// get returns an idle connection (reused true) or dials a new one, within
-// deadline and until parent ends. The dial's context is built only when
-// there is no idle connection, so a reused one costs no timer.
-func (p *connPool) get(parent context.Context, deadline time.Time) (c net.Conn, reused bool, err error) {
+// take returns the most recently used idle connection, or nil. Idle ones
+// past idleConnTimeout are closed on the way.
+func (p *connPool) take() net.Conn {
 	now := time.Now()
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
@@ -95,7 +94,7 @@ func (p *connPool) get(parent context.Context, deadline time.Time) (c net.Conn, 
 		p.idle = p.idle[:n-1]
 		if now.Sub(ic.used) < idleConnTimeout {
 			p.mu.Unlock()
-			return ic.c, true, nil
+			return ic.c
 		}
 		ic.c.Close() // the rest are older still
 		for _, o := range p.idle {
@@ -105,10 +104,7 @@ func (p *connPool) get(parent context.Context, deadline time.Time) (c net.Conn, 
 		p.idle = p.idle[:0]
 	}
 	p.mu.Unlock()
-	ctx, cancel := context.WithDeadline(parent, deadline)
-	defer cancel()
-	c, err = p.dial(ctx)
-	return c, false, err
+	return nil
 }
 
 // put pools c for reuse, or closes it once the pool is closed.
@@ -279,9 +275,24 @@ func (d *Dispatcher) exchange(p *connPool, c *call, req *fasthttp.Request, resp 
 		parent = c.wait // Close cancels it
 	}
 	for try := 0; ; try++ {
-		conn, reused, err := p.get(parent, deadline)
-		if err != nil {
-			return err
+		var err error
+		conn := p.take()
+		reused := conn != nil
+		if !reused {
+			// Dialling is the one step bounded by a context: the
+			// caller's, and Close through the registry as for an exchange.
+			ctx, cancel := context.WithDeadline(parent, deadline)
+			if c.wait == nil {
+				c.calls.setCancel(c.ticket, cancel)
+			}
+			conn, err = p.dial(ctx)
+			if c.wait == nil {
+				c.calls.clearCancel(c.ticket)
+			}
+			cancel()
+			if err != nil {
+				return err
+			}
 		}
 		if err := conn.SetDeadline(deadline); err != nil {
 			conn.Close()

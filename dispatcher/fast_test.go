@@ -3,6 +3,8 @@ package dispatcher
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -311,5 +313,44 @@ func TestInterimResponsesSkipped(t *testing.T) {
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("%d connections for 2 dispatchers x 2 calls, want 2 (reuse after the interim answer)", n)
+	}
+}
+
+// TestCloseCancelsDial: Close ends a call still connecting (here: stuck in
+// name resolution) on both paths, instead of leaving it to its timeout.
+func TestCloseCancelsDial(t *testing.T) {
+	for _, netHTTP := range []bool{false, true} {
+		entered := make(chan struct{}, 1)
+		ended := make(chan error, 1) // why the first lookup ended
+		resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			first := false
+			select {
+			case entered <- struct{}{}:
+				first = true
+			default:
+			}
+			<-ctx.Done()
+			if first {
+				ended <- ctx.Err()
+			}
+			return nil, ctx.Err()
+		}}
+		d, err := New(Settings{AllowPrivateNetworks: true, Resolver: resolver, Timeout: time.Minute, DisableFastPath: netHTTP}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan Result, 1)
+		go func() { done <- d.Do(context.Background(), post("http://receiver.invalid/")) }()
+		<-entered
+		d.Close()
+		res := <-done
+		if res.Reason != ReasonCanceled {
+			t.Errorf("net_http=%v: Close during the dial gave %s (%v), want %s", netHTTP, res.Reason, res.Err, ReasonCanceled)
+		}
+		// Canceled, not the resolver's own per-query timeout: Close
+		// reached the dial itself.
+		if err := <-ended; !errors.Is(err, context.Canceled) {
+			t.Errorf("net_http=%v: the dial ended with %v, want context.Canceled from Close", netHTTP, err)
+		}
 	}
 }
