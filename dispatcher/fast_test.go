@@ -30,12 +30,30 @@ type captured struct {
 }
 
 func newRawCapture(t *testing.T) *rawCapture {
+	rc := &rawCapture{reqs: make(chan captured, 16)}
+	rc.ln = serveRaw(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			body, _ := io.ReadAll(req.Body)
+			rc.reqs <- captured{req, body}
+			io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+		}
+	})
+	return rc
+}
+
+// serveRaw is a TCP server on 127.0.0.3, for answers no net/http server
+// would give: serve runs per accepted connection, which is closed after it.
+func serveRaw(t *testing.T, serve func(c net.Conn)) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.3:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := &rawCapture{ln: ln, reqs: make(chan captured, 16)}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -45,20 +63,11 @@ func newRawCapture(t *testing.T) *rawCapture {
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					body, _ := io.ReadAll(req.Body)
-					rc.reqs <- captured{req, body}
-					io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
-				}
+				serve(c)
 			}()
 		}
 	}()
-	return rc
+	return ln
 }
 
 // TestFastPathSendsWhatNetHTTPSends sends the same calls through both paths
@@ -184,28 +193,14 @@ func TestFastPathFallsBack(t *testing.T) {
 // TestFastPathResendsOnStaleConnection: a server that closes an idle
 // keep-alive connection without saying so must not fail the next call.
 func TestFastPathResendsOnStaleConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var served atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { // one answer per connection, then a silent close
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				served.Add(1)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-			}()
+	ln := serveRaw(t, func(c net.Conn) { // one answer per connection, then a silent close
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
 		}
-	}()
+		served.Add(1)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	})
 	d := newTestDispatcher(t, Settings{AllowCIDRs: loopback, MaxAttempts: 1})
 	for i := range 3 {
 		res := d.Do(t.Context(), post("http://"+ln.Addr().String()+"/"))
@@ -273,33 +268,19 @@ func TestTLSBothPaths(t *testing.T) {
 // TestInterimResponsesSkipped: 1xx answers before the final one (103 Early
 // Hints) are read past on both paths, and the connection stays usable.
 func TestInterimResponsesSkipped(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var conns atomic.Int64
-	go func() {
+	ln := serveRaw(t, func(c net.Conn) {
+		conns.Add(1)
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			conns.Add(1)
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
+	})
 	for _, netHTTP := range []bool{false, true} {
 		d := newTestDispatcher(t, Settings{AllowCIDRs: loopback})
 		d.s.DisableFastPath = netHTTP
