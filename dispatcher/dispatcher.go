@@ -383,6 +383,17 @@ func (d *Dispatcher) attempt(h *host, c *call, r *Request) attempt {
 	return a
 }
 
+// sendFailed is the attempt whose HTTP exchange (on either path) ended in
+// err: canceled when the caller or Close ended the call, not the host.
+func sendFailed(c *call, err error) attempt {
+	if c.err() != nil {
+		err = fmt.Errorf("%w: %w", ErrCanceled, err)
+	}
+	a := failed(c, err)
+	a.sent = true
+	return a
+}
+
 // failed turns an error into an attempt via Classify.
 func failed(c *call, err error) attempt {
 	outcome, reason := Classify(0, err)
@@ -418,13 +429,7 @@ func (d *Dispatcher) send(h *host, c *call, r *Request) attempt {
 		if errors.As(err, &ue) {
 			err = ue.Err // drop url.Error: it carries the unredacted URL
 		}
-		if c.err() != nil {
-			// The caller (or Close) ended the call, not the host.
-			err = fmt.Errorf("%w: %w", ErrCanceled, err)
-		}
-		a := failed(c, err)
-		a.sent = true
-		return a
+		return sendFailed(c, err)
 	}
 	respBody := d.readBody(resp)
 	h.m.duration.Observe(time.Since(start).Seconds())

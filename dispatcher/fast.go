@@ -245,12 +245,7 @@ func (d *Dispatcher) sendFast(h *host, c *call, r *Request) attempt {
 	err := d.exchange(h.conns, c, req, resp)
 	h.m.duration.Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		if c.err() != nil {
-			err = errors.Join(ErrCanceled, err)
-		}
-		a := failed(c, err)
-		a.sent = true
-		return a
+		return sendFailed(c, err)
 	}
 	var body []byte
 	if b := resp.Body(); len(b) > 0 {
