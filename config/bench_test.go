@@ -1,6 +1,9 @@
 package config
 
 import (
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -54,5 +57,36 @@ func TestMatchRenderAllocations(t *testing.T) {
 	run()
 	if n := testing.AllocsPerRun(200, run); n >= 10 {
 		t.Errorf("match + render allocates %.1f times per event, want under 10", n)
+	}
+}
+
+// BenchmarkMatch50 matches the fixture event against the example rules
+// plus the 50 rules that never fire which cmd/apicall-bench adds (half for
+// other event names, half with a false condition evaluated on every event).
+func BenchmarkMatch50(b *testing.B) {
+	src, err := os.ReadFile("example.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sb strings.Builder
+	sb.Write(src)
+	for i := range 50 {
+		if i%2 == 0 {
+			fmt.Fprintf(&sb, "  - name: other-%d\n    path: %d\n    event: Other_%d\n    call: {url: \"http://h/x\"}\n", i, 1000+i, i)
+		} else {
+			fmt.Fprintf(&sb, "  - name: false-%d\n    path: %d\n    event: Register_newsletter\n    when: 'user.score > %d || user.country == \"Atlantis-%d\"'\n    call: {url: \"http://h/x\"}\n", i, 1000+i, 1000+i, i)
+		}
+	}
+	cfg, err := Parse("bench.yaml", []byte(sb.String()), noEnv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rules := cfg.Compiled()
+	ev := fixtureEvent(b)
+	dst := make([]*CompiledRule, 0, 8)
+	b.Logf("%d rules match", len(rules.Match(dst, ev)))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = rules.Match(dst[:0], ev)
 	}
 }

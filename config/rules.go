@@ -49,6 +49,7 @@ type CompiledRule struct {
 	topic string // "" = any
 
 	when       *vm.Program // nil: always
+	whenFast   *fastCond   // nil: run when on the VM
 	whenSrc    string
 	whenErrors atomic.Uint64
 
@@ -160,6 +161,11 @@ func (rs *Rules) Match(dst []*CompiledRule, ev *schemas.Event) []*CompiledRule {
 
 // eval runs the condition; an error (or a non-bool) is counted and false.
 func (r *CompiledRule) eval(env *whenEnv) (bool, error) {
+	if r.whenFast != nil {
+		if b, ok := r.whenFast.run(env); ok {
+			return b, nil
+		}
+	}
 	out, err := env.vm.Run(r.when, env.env)
 	if err != nil {
 		r.whenErrors.Add(1)
@@ -279,6 +285,9 @@ func (l *loader) compileRules(c *Config) *Rules {
 				bad([]string{"when"}, "condition does not compile: %v", err)
 			}
 			r.when, r.whenSrc = prog, w
+			if prog != nil {
+				r.whenFast = compileFast(prog)
+			}
 		}
 
 		if !slices.Contains(validMethods, r.method) {

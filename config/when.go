@@ -180,7 +180,15 @@ func (e *whenEnv) reset() {
 // expr wants it (nil for missing or null; int for integral numbers).
 func (e *whenEnv) lookup(arg any) any {
 	id, ok := arg.(int)
-	if !ok || id < 0 || id >= len(e.refs) {
+	if !ok {
+		return nil
+	}
+	return e.lookupID(id)
+}
+
+// lookupID is lookup for an id already known to be an int (fastCond).
+func (e *whenEnv) lookupID(id int) any {
+	if id < 0 || id >= len(e.refs) {
 		return nil
 	}
 	if e.have[id] {
