@@ -256,4 +256,8 @@ type Call struct {
 	// MissingTags counts snippet tags that had no value (missing or null,
 	// and no default); they rendered as "".
 	MissingTags int `yaml:"-"`
+
+	// bodyBuf and rules let ReleaseBody recycle Body (Render sets them).
+	bodyBuf *[]byte
+	rules   *Rules
 }

@@ -315,3 +315,45 @@ rules:
 		}
 	}
 }
+
+// TestReleaseBody: a released body's memory serves a later call, whose body
+// is still exactly its own; releasing twice or a GET's nil body is harmless.
+func TestReleaseBody(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under -race")
+	}
+	cfg, err := Load("example.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := cfg.Compiled()
+	post, get := rules.Rule("newsletter-to-crm"), rules.Rule("welcome-usa-only")
+	ev := fixtureEvent(t)
+	want, err := post.Render(ev, fixtureTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantBody := string(want.Body)
+
+	first, _ := post.Render(ev, fixtureTime)
+	mem := &first.Body[0]
+	first.ReleaseBody()
+	first.ReleaseBody()
+	if first.Body != nil {
+		t.Fatal("Body kept after ReleaseBody")
+	}
+	g, _ := get.Render(ev, fixtureTime)
+	g.ReleaseBody() // GET: no body
+
+	second, _ := post.Render(ev, fixtureTime)
+	if &second.Body[0] != mem {
+		t.Error("the released body's memory was not reused")
+	}
+	if string(second.Body) != wantBody {
+		t.Errorf("body after reuse:\n%s\nwant\n%s", second.Body, wantBody)
+	}
+	third, _ := post.Render(ev, fixtureTime)
+	if &third.Body[0] == &second.Body[0] {
+		t.Error("two live calls share a body")
+	}
+}

@@ -30,9 +30,10 @@ type Rules struct {
 	anyEvent []*CompiledRule
 	byName   map[string]*CompiledRule
 
-	refs []ref     // lookups shared by the conditions
-	envs sync.Pool // *whenEnv
-	bufs sync.Pool // *renderBuf
+	refs   []ref     // lookups shared by the conditions
+	envs   sync.Pool // *whenEnv
+	bufs   sync.Pool // *renderBuf
+	bodies sync.Pool // *[]byte: released call bodies (Call.ReleaseBody)
 
 	// redact is the Redact of the Config the rules were loaded from: a
 	// reloaded rule set brings the secrets of its own file.

@@ -173,6 +173,9 @@ func (c *Consumer) deliver(ctx context.Context, src source, ev *schemas.Event, r
 		SigningSecrets: call.SigningSecrets,
 		MaxAttempts:    call.MaxAttempts,
 	})
+	if res.BodyReleased {
+		call.ReleaseBody()
+	}
 	if ctx.Err() != nil && res.Outcome != dispatcher.Delivered && res.Outcome != dispatcher.Rejected {
 		// Our own shutdown cut the call short: nothing to record, the
 		// event is redelivered.

@@ -60,6 +60,12 @@ type Result struct {
 	Host string
 	// Response is the start of the last response body, at most 4 KiB.
 	Response []byte
+	// BodyReleased is true when nothing Do started still reads the
+	// Request's Body, so the caller may reuse its memory. It is false
+	// when an attempt went through net/http: its transport writes the
+	// body from its own goroutine, which may still run after the answer
+	// (a receiver that replies before reading the whole request).
+	BodyReleased bool
 }
 
 // Dispatcher sends Requests. It is safe for concurrent use; create one per
@@ -193,6 +199,9 @@ type call struct {
 	idem       []string                      // Idempotency-Key (and webhook-id) value, built once
 	requestURI string                        // the fast path's request line target, built once
 	getBody    func() (io.ReadCloser, error) // Request.GetBody, built once
+	// netHTTP: an attempt went through net/http, whose transport may still
+	// read the body after the response (see Result.BodyReleased).
+	netHTTP bool
 }
 
 // redacted is the URL for error messages, built only when one is needed.
@@ -293,6 +302,7 @@ func (d *Dispatcher) Do(ctx context.Context, r *Request) (res Result) {
 		}
 		res.Outcome, res.Reason, res.Status, res.Err = a.outcome, a.reason, a.status, a.err
 		res.RetryAfter, res.Response = a.retryAfter, a.body
+		res.BodyReleased = !c.netHTTP
 		if a.outcome != Retry || parksImmediately(a.reason) || n >= maxAttempts {
 			return res
 		}
@@ -407,6 +417,7 @@ func (d *Dispatcher) send(h *host, c *call, r *Request) attempt {
 	if d.fastOK(c, r) {
 		return d.sendFast(h, c, r)
 	}
+	c.netHTTP = true
 	// The attempt's context is the only one derived per attempt. Close
 	// reaches it through the registry, or through c.wait once a wait has
 	// built that (it is then the parent).

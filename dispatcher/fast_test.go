@@ -335,3 +335,34 @@ func TestCloseCancelsDial(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyReleased: the caller may reuse the body only when no attempt went
+// through net/http, whose transport can still be writing it after the
+// answer. A receiver that answers before reading the body shows why.
+func TestBodyReleased(t *testing.T) {
+	srv := serveOn(t, "127.0.0.1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent) // before the body is read
+	}))
+	big := make([]byte, 1<<20)
+	for _, c := range []struct {
+		name    string
+		netHTTP bool
+		r       *Request
+		want    bool
+	}{
+		{"fast path", false, post(srv.URL), true},
+		{"fast path, big body answered early", false, &Request{Method: http.MethodPost, URL: srv.URL, Body: big, IdempotencyKey: "k"}, true},
+		{"net/http path", true, post(srv.URL), false},
+		{"fallback from the fast path", false, post(strings.Replace(srv.URL, "http://", "http://u:p@", 1)), false},
+	} {
+		d := newTestDispatcher(t, Settings{AllowCIDRs: loopback})
+		d.s.DisableFastPath = c.netHTTP
+		res := d.Do(t.Context(), c.r)
+		if res.Outcome != Delivered {
+			t.Fatalf("%s: %s %v", c.name, res.Outcome, res.Err)
+		}
+		if res.BodyReleased != c.want {
+			t.Errorf("%s: BodyReleased = %v, want %v", c.name, res.BodyReleased, c.want)
+		}
+	}
+}
