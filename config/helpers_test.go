@@ -13,12 +13,18 @@ import (
 // fixtureTime is the timestamp of the body in api-call-module.md.
 var fixtureTime = time.Date(2021, 2, 1, 7, 27, 44, 469241000, time.UTC)
 
-// eventFromJSON builds an Event the way the schemas JSON decoder does
-// (name from "event", else the topic), without depending on it.
+// eventFromJSON decodes raw with the schemas JSON decoder, as the consumer
+// does (so lookups go through its index of the profile, see
+// schemas.Event.UserMember). Events the decoder refuses (a user that is not
+// an object, say) are built the way it would, without the index.
 func eventFromJSON(t testing.TB, topic string, raw []byte) *schemas.Event {
 	t.Helper()
 	if !gjson.ValidBytes(raw) {
 		t.Fatalf("event is not valid JSON: %s", raw)
+	}
+	if ev, err := schemas.DecodeJSON(topic, raw); err == nil {
+		ev.Topic = topic
+		return &ev
 	}
 	ev := &schemas.Event{Raw: raw, Topic: topic, Name: topic}
 	if n := gjson.GetBytes(raw, "event"); n.Exists() {

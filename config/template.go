@@ -89,7 +89,37 @@ func (r ref) result(ev *schemas.Event) gjson.Result {
 	if r.path == "" {
 		return gjson.Parse(view(doc))
 	}
+	if r.src == srcUser {
+		// The first key through the decoder's index of the profile, when
+		// it is a plain key (keys are escaped: no backslash, no query).
+		key, rest, nested := strings.Cut(r.path, ".")
+		if strings.IndexByte(key, '\\') < 0 {
+			if res, indexed := userMember(ev, key, rest, nested); indexed {
+				return res
+			}
+		}
+	}
 	return gjson.Get(view(doc), r.path)
+}
+
+// userMember is gjson.Get(User, key[.rest]) through the decoder's index:
+// the first member named key, or for a nested path the first one in which
+// rest exists (gjson goes on past a repeated key whose value lacks it).
+func userMember(ev *schemas.Event, key, rest string, nested bool) (res gjson.Result, indexed bool) {
+	for n := 0; ; n++ {
+		v, found, indexed := ev.UserMember(key, n)
+		switch {
+		case !indexed:
+			return gjson.Result{}, false
+		case !found:
+			return gjson.Result{}, true
+		case !nested:
+			return gjson.Parse(view(v)), true
+		}
+		if res := gjson.Get(view(v), rest); res.Exists() {
+			return res, true
+		}
+	}
 }
 
 // stringResult wraps an event field as a gjson result; "" is missing.

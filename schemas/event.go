@@ -48,6 +48,8 @@ type Event struct {
 	Key       []byte
 	// Time is the Kafka record timestamp (used for lag and retry age).
 	Time time.Time
+
+	userIndex userIndex // see UserMember
 }
 
 // buildEvent fills an Event from a top-level JSON object raw (owned by the
@@ -78,6 +80,14 @@ func buildEvent(topic string, raw []byte, sp *spans) (Event, error) {
 	}
 	if ev.Data, err = objectMember(raw, sp.data, "data"); err != nil {
 		return Event{}, err
+	}
+	switch {
+	case sp.userIndexed:
+		ev.setUserIndex(sp.userMembers)
+	case ev.User != nil: // Avro: the natural JSON was not walked member by member
+		if _, members, ok := indexObject(ev.User, 0); ok {
+			ev.setUserIndex(members)
+		}
 	}
 	return ev, nil
 }

@@ -84,8 +84,14 @@ func scanObject(b []byte, sp *spans) error {
 		i = skipWS(b, i)
 		i = skipWS(b, i+1) // ':'
 		vs := i
-		i = skipValue(b, i)
-		if s := memberSpan(sp, key, b[ks:ks+len(key)+2]); s != nil && s.end == 0 {
+		s := memberSpan(sp, key, b[ks:ks+len(key)+2])
+		if s == &sp.user && s.end == 0 && b[i] == '{' {
+			// The first user member: walk it member by member (index.go).
+			i, sp.userMembers, sp.userIndexed = indexObject(b, i)
+		} else {
+			i = skipValue(b, i)
+		}
+		if s != nil && s.end == 0 {
 			*s = span{vs, i}
 		}
 		i = skipWS(b, i)

@@ -38,7 +38,12 @@ var errTruncated = errors.New("truncated: value ends inside a datum")
 type span struct{ start, end int }
 
 // spans records the JSON values of the four event members.
-type spans struct{ event, timestamp, user, data span }
+type spans struct {
+	event, timestamp, user, data span
+	// userMembers indexes the user object when userIndexed (see index.go).
+	userMembers []objMember
+	userIndexed bool
+}
 
 // AppendJSON appends the natural JSON form of one Avro binary datum written
 // with s, and returns the extended buffer. The datum must use all of avro.
