@@ -11,11 +11,7 @@ import (
 // rules against the fixture event (both match; one has a condition) and
 // render every matching call.
 func BenchmarkMatchRender(b *testing.B) {
-	cfg, err := Load("example.yaml", noEnv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rules := cfg.Compiled()
+	rules := exampleRules(b)
 	ev := fixtureEvent(b)
 	dst := make([]*CompiledRule, 0, 8)
 	if got := len(rules.Match(dst, ev)); got != 2 {
@@ -39,11 +35,7 @@ func TestMatchRenderAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items under -race")
 	}
-	cfg, err := Load("example.yaml", noEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules := cfg.Compiled()
+	rules := exampleRules(t)
 	ev := fixtureEvent(t)
 	dst := make([]*CompiledRule, 0, 4)
 	run := func() {

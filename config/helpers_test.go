@@ -52,6 +52,16 @@ func fixtureEvent(t testing.TB) *schemas.Event {
 	return ev
 }
 
+// exampleRules is config/example.yaml compiled.
+func exampleRules(t testing.TB) *Rules {
+	t.Helper()
+	cfg, err := Load("example.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Compiled()
+}
+
 // noEnv is a lookupEnv with nothing set.
 func noEnv(string) (string, bool) { return "", false }
 

@@ -267,11 +267,7 @@ func TestIdempotencyKey(t *testing.T) {
 
 // TestRenderConcurrent renders from many goroutines at once (run with -race).
 func TestRenderConcurrent(t *testing.T) {
-	cfg, err := Load("example.yaml", noEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules := cfg.Compiled()
+	rules := exampleRules(t)
 	ev := fixtureEvent(t)
 	want, _ := rules.Rule("newsletter-to-crm").Render(ev, fixtureTime)
 	var wg sync.WaitGroup
@@ -322,11 +318,7 @@ func TestReleaseBody(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items under -race")
 	}
-	cfg, err := Load("example.yaml", noEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules := cfg.Compiled()
+	rules := exampleRules(t)
 	post, get := rules.Rule("newsletter-to-crm"), rules.Rule("welcome-usa-only")
 	ev := fixtureEvent(t)
 	want, err := post.Render(ev, fixtureTime)

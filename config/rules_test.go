@@ -177,11 +177,7 @@ func TestMatchAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items under -race")
 	}
-	cfg, err := Load("example.yaml", noEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules := cfg.Compiled()
+	rules := exampleRules(t)
 	ev := fixtureEvent(t)
 	dst := make([]*CompiledRule, 0, 4)
 	rules.Match(dst, ev) // warm the pool and the remembered values
