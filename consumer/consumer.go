@@ -128,7 +128,7 @@ func New(o Options) (*Consumer, error) {
 	// and dashboards see 0 instead of "no data" before the first event.
 	for _, t := range o.Config.Kafka.Topics {
 		for _, r := range []string{"matched", "unmatched", "undecodable"} {
-			m.events.WithLabelValues(t.Name, r)
+			m.eventsBy.with([2]string{t.Name, r})
 		}
 	}
 	for _, r := range []string{"max_attempts", "max_age", "too_large", "not_json", "not_object", "invalid_field", "invalid_avro", "unknown_schema", "unknown_fingerprint", "unknown_format"} {

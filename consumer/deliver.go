@@ -29,7 +29,7 @@ type retryState struct {
 // that: the caller must then not mark the record done.
 func (c *Consumer) handleEvent(ctx context.Context, src source) error {
 	if max := c.cfg.Kafka.MaxMessageBytes; max > 0 && len(src.Value) > max {
-		c.m.events.WithLabelValues(src.Topic, "undecodable").Inc()
+		c.m.eventsBy.with([2]string{src.Topic, "undecodable"}).Inc()
 		return c.deadLetterEvent(ctx, src, "too_large", fmt.Errorf("record value is %d bytes, over kafka.max_message_bytes %d", len(src.Value), max))
 	}
 	ev, err := c.decode(ctx, src)
@@ -37,7 +37,7 @@ func (c *Consumer) handleEvent(ctx context.Context, src source) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c.m.events.WithLabelValues(src.Topic, "undecodable").Inc()
+		c.m.eventsBy.with([2]string{src.Topic, "undecodable"}).Inc()
 		return c.deadLetterEvent(ctx, src, decodeReason(err), err)
 	}
 	return c.dispatchEvent(ctx, src, &ev)
@@ -49,10 +49,10 @@ func (c *Consumer) dispatchEvent(ctx context.Context, src source, ev *schemas.Ev
 	var buf [8]*config.CompiledRule
 	matched := c.match(buf[:0], ev)
 	if len(matched) == 0 {
-		c.m.events.WithLabelValues(src.Topic, "unmatched").Inc()
+		c.m.eventsBy.with([2]string{src.Topic, "unmatched"}).Inc()
 		return nil
 	}
-	c.m.events.WithLabelValues(src.Topic, "matched").Inc()
+	c.m.eventsBy.with([2]string{src.Topic, "matched"}).Inc()
 	if len(matched) == 1 {
 		return c.deliver(ctx, src, ev, matched[0], retryState{})
 	}
@@ -320,7 +320,7 @@ func (c *Consumer) counted(rec *OutcomeRecord, host string) {
 	if host == "" {
 		host = "none"
 	}
-	c.m.deliveries.WithLabelValues(rec.Rule, host, rec.Outcome).Inc()
+	c.m.deliveriesBy.with([3]string{rec.Rule, host, rec.Outcome}).Inc()
 	if c.recorded != nil {
 		c.recorded(rec)
 	}
