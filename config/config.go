@@ -257,7 +257,9 @@ type Call struct {
 	// and no default); they rendered as "".
 	MissingTags int `yaml:"-"`
 
-	// bodyBuf and rules let ReleaseBody recycle Body (Render sets them).
+	// bodyBuf and rules let ReleaseBody recycle Body, box lets Release
+	// recycle the Call (Render sets them).
 	bodyBuf *[]byte
 	rules   *Rules
+	box     *callBox
 }

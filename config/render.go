@@ -33,10 +33,14 @@ type renderBuf struct {
 }
 
 // callBox allocates a Call together with room for its header values, so a
-// typical call (up to four headers) costs one allocation for both.
+// typical call (up to four headers) costs one allocation for both. Released
+// calls' boxes (Call.Release) are reused with their header maps: a box and
+// a map per call were about a tenth of the bytes apicall allocated (make
+// bench profile).
 type callBox struct {
-	call Call
-	vals [4]string
+	call  Call
+	vals  [4]string
+	rules *Rules // whose pool the box returns to
 }
 
 var errNilEvent = errors.New("config: render: nil event")
@@ -93,13 +97,19 @@ func (r *CompiledRule) Render(ev *schemas.Event, now time.Time) (*Call, error) {
 	all := string(s)
 	rb.strs, rb.ends = s, ends
 
-	box := new(callBox)
+	box, _ := r.rules.boxes.Get().(*callBox)
+	if box == nil {
+		box = new(callBox)
+	}
 	c := &box.call
+	c.box, box.rules = box, r.rules
 	vals := box.vals[:]
 	if len(r.headers) > len(vals) {
 		vals = make([]string, len(r.headers))
 	}
-	c.Header = make(http.Header, len(r.headers)+headerRoom)
+	if c.Header == nil { // a fresh box; a released one keeps its emptied map
+		c.Header = make(http.Header, len(r.headers)+headerRoom)
+	}
 	start := urlEnd
 	for i := range r.headers {
 		h := &r.headers[i]
@@ -164,6 +174,27 @@ func (c *Call) ReleaseBody() {
 		c.rules.bodies.Put(c.bodyBuf)
 	}
 	c.Body, c.bodyBuf, c.rules = nil, nil, nil
+}
+
+// Release hands all of c's memory back for later calls: its body (as
+// ReleaseBody), and the Call itself with its header map. c must not be used
+// at all afterwards, nor any Header value slice taken from it; strings read
+// from it before (URL, IdempotencyKey, Method) stay valid. Call it, like
+// ReleaseBody, only once nothing reads the call any more: the consumer does
+// after the dispatcher said no copy of the request is in use
+// (dispatcher.Result.BodyReleased) and the outcome record took what it
+// needs. A Call Render did not make is left alone.
+func (c *Call) Release() {
+	box := c.box
+	if box == nil {
+		return
+	}
+	c.ReleaseBody()
+	h := c.Header
+	clear(h)
+	box.call = Call{Header: h}
+	box.vals = [len(box.vals)]string{}
+	box.rules.boxes.Put(box)
 }
 
 // appendUser appends the profile as the event carried it. An event without

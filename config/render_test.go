@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -347,5 +348,44 @@ func TestReleaseBody(t *testing.T) {
 	third, _ := post.Render(ev, fixtureTime)
 	if &third.Body[0] == &second.Body[0] {
 		t.Error("two live calls share a body")
+	}
+}
+
+// TestRelease: a released call's memory (the Call, its header map) serves a
+// later call, which is exactly what a fresh render gives: no header the
+// dispatcher added to the old one, no old value.
+func TestRelease(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under -race")
+	}
+	rules := exampleRules(t)
+	post, get := rules.Rule("newsletter-to-crm"), rules.Rule("welcome-usa-only")
+	ev := fixtureEvent(t)
+	for _, r := range []*CompiledRule{post, get} {
+		want, err := r.Render(ev, fixtureTime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _ := r.Render(ev, fixtureTime)
+		first.Header.Set("Idempotency-Key", "added by the dispatcher")
+		first.Header.Set("Webhook-Signature", "v1,old")
+		first.Release()
+
+		second, _ := r.Render(ev, fixtureTime)
+		if second != first {
+			t.Errorf("%s: the released Call was not reused", r.Name())
+		}
+		if !reflect.DeepEqual(second.Header, want.Header) {
+			t.Errorf("%s: headers after reuse %v, want %v", r.Name(), second.Header, want.Header)
+		}
+		if second.URL != want.URL || second.IdempotencyKey != want.IdempotencyKey || string(second.Body) != string(want.Body) || second.Method != want.Method {
+			t.Errorf("%s: call after reuse differs from a fresh render", r.Name())
+		}
+		third, _ := r.Render(ev, fixtureTime)
+		if third == second {
+			t.Errorf("%s: two live calls share a Call", r.Name())
+		}
+		var notRendered Call
+		notRendered.Release() // a Call Render did not make: nothing happens
 	}
 }

@@ -34,6 +34,7 @@ type Rules struct {
 	envs   sync.Pool // *whenEnv
 	bufs   sync.Pool // *renderBuf
 	bodies sync.Pool // *[]byte: released call bodies (Call.ReleaseBody)
+	boxes  sync.Pool // *callBox: released calls (Call.Release)
 
 	// redact is the Redact of the Config the rules were loaded from: a
 	// reloaded rule set brings the secrets of its own file.

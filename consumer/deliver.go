@@ -173,8 +173,12 @@ func (c *Consumer) deliver(ctx context.Context, src source, ev *schemas.Event, r
 		SigningSecrets: call.SigningSecrets,
 		MaxAttempts:    call.MaxAttempts,
 	})
+	method, callURL, key := call.Method, call.URL, call.IdempotencyKey
 	if res.BodyReleased {
-		call.ReleaseBody()
+		// No copy of the request is in use any more, and the record
+		// below needs only the strings just read: the call's memory can
+		// serve later calls.
+		call.Release()
 	}
 	if ctx.Err() != nil && res.Outcome != dispatcher.Delivered && res.Outcome != dispatcher.Rejected {
 		// Our own shutdown cut the call short: nothing to record, the
@@ -182,7 +186,7 @@ func (c *Consumer) deliver(ctx context.Context, src source, ev *schemas.Event, r
 		return ctx.Err()
 	}
 	st.attempts += res.Attempts
-	rec := c.outcome(src, rule.Name(), rule.Path(), call.Method, c.redactorFor(rule.Rules()).url(call.URL), call.IdempotencyKey)
+	rec := c.outcome(src, rule.Name(), rule.Path(), method, c.redactorFor(rule.Rules()).url(callURL), key)
 	rec.Status, rec.Attempts, rec.LatencyMS, rec.Reason = res.Status, st.attempts, res.Latency.Milliseconds(), res.Reason
 	if res.Err != nil {
 		rec.Error = truncate(c.cfg.Redact(rule.Rules().Redact(res.Err.Error())), 1024)
