@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -187,6 +190,50 @@ func FuzzValidJSON(f *testing.F) {
 	})
 }
 
+// TestValidJSONMutations compares validJSON with json.Valid on many small
+// edits of real documents: bytes replaced (by JSON's own syntax bytes,
+// control bytes, escapes), inserted and deleted at every position, so each
+// grammar rule is broken at every offset of the eight-byte string scan.
+func TestValidJSONMutations(t *testing.T) {
+	seeds := [][]byte{
+		fixtureEvent(t),
+		[]byte(`{"a":[1,-2.5e+3,true,false,null,{"b":"c\"\\\/\b\f\n\r\t\u00e9x"}],"long string value":"0123456789abcdefghij"}`),
+		[]byte(` [ {} , [] , "" , 0 , -0.0E-0 ] `),
+	}
+	alphabet := []byte("{}[]:,\"\\ \t\n\x00\x1f0123456789-+.eEtrufalsn/bu\x7f\xc3\xa9")
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := 0
+	check := func(b []byte) {
+		n++
+		if !utf8.Valid(b) {
+			return
+		}
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid says %v", b, got, want)
+		}
+	}
+	for _, seed := range seeds {
+		check(seed)
+		for i := range seed {
+			for _, c := range alphabet {
+				b := bytes.Clone(seed)
+				b[i] = c
+				check(b)
+				check(slices.Insert(bytes.Clone(seed), i, c))
+			}
+			check(slices.Delete(bytes.Clone(seed), i, i+1))
+		}
+		for range 20_000 { // a few edits at once
+			b := bytes.Clone(seed)
+			for range 1 + rng.IntN(3) {
+				b[rng.IntN(len(b))] = alphabet[rng.IntN(len(alphabet))]
+			}
+			check(b)
+		}
+	}
+	t.Logf("%d documents compared", n)
+}
+
 // Deep nesting is refused as encoding/json refuses it, without recursing
 // once per level.
 func TestValidJSONDepth(t *testing.T) {
@@ -196,4 +243,76 @@ func TestValidJSONDepth(t *testing.T) {
 			t.Errorf("depth %d: validJSON %v, json.Valid %v", depth, got, want)
 		}
 	}
+}
+
+// checkScanValid: scanValid accepts exactly the valid JSON objects, and on
+// them notes what scanObject (the walk it replaced on the JSON path, still
+// the Avro path's) notes after validation.
+func checkScanValid(t *testing.T, b []byte) {
+	t.Helper()
+	if !utf8.Valid(b) {
+		return
+	}
+	i := skipWS(b, 0)
+	if i == len(b) || b[i] != '{' {
+		return // decodeJSON does not call it
+	}
+	var want spans
+	got, ok := scanValid(b)
+	if valid := json.Valid(b); ok != valid {
+		t.Fatalf("scanValid(%q) = %v, json.Valid says %v", b, ok, valid)
+	}
+	if !ok {
+		return
+	}
+	if err := scanObject(b, &want); err != nil {
+		t.Fatalf("scanObject(%q): %v", b, err)
+	}
+	if got.event != want.event || got.timestamp != want.timestamp || got.user != want.user || got.data != want.data ||
+		got.userIndexed != want.userIndexed || !slices.Equal(got.userMembers, want.userMembers) {
+		t.Fatalf("scanValid(%q) noted\n%+v\nscanObject\n%+v", b, got, want)
+	}
+}
+
+func TestScanValidIsScanObject(t *testing.T) {
+	many := `{"user":{` + strings.Repeat(`"k":1,`, 64) + `"last":2},"event":"e"}`
+	seeds := [][]byte{
+		fixtureEvent(t),
+		[]byte(`{"event":"a","user":{"id":1,"email":"x@y","nested":{"user":{"id":2}},"list":[{"a":1}]},"data":{"plan":"pro"},"timestamp":"t"}`),
+		[]byte(`{"user":null,"user":{"id":1},"event":"dup","event":"second"}`),
+		[]byte(`{"user":{},"data":{}}`),
+		[]byte(`{"us\u0065r":{"e\u006dail":"x","id":1},"ev\u0065nt":"esc"}`),
+		[]byte(`{"data":[{"user":{"a":1}}],"user":{"a":{"b":[1,2,{"c":"}"}]},"b":"]"}}`),
+		[]byte(many),
+		[]byte(` { "user" : { "a" : 1 , "b" : "2" } , "event" : "ws" } `),
+	}
+	alphabet := []byte("{}[]:,\"\\ 0u1-etrnl")
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, seed := range seeds {
+		checkScanValid(t, seed)
+		for i := range seed {
+			for _, c := range alphabet {
+				b := bytes.Clone(seed)
+				b[i] = c
+				checkScanValid(t, b)
+				checkScanValid(t, slices.Insert(bytes.Clone(seed), i, c))
+			}
+			checkScanValid(t, slices.Delete(bytes.Clone(seed), i, i+1))
+		}
+		for range 5_000 {
+			b := bytes.Clone(seed)
+			for range 1 + rng.IntN(3) {
+				b[rng.IntN(len(b))] = alphabet[rng.IntN(len(alphabet))]
+			}
+			checkScanValid(t, b)
+		}
+	}
+}
+
+func FuzzScanValid(f *testing.F) {
+	f.Add(fixtureEvent(f))
+	for _, s := range []string{`{"user":{"a":1},"user":{"b":2}}`, `{"user":{}}`, `{"u\u0073er":{"\u0061":1}}`, `{"data":{"x":[]}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkScanValid)
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"unicode/utf8"
-
-	"github.com/tidwall/gjson"
 )
 
 // DecodeJSON decodes a JSON event value: an object with optional members
@@ -33,36 +31,28 @@ func decodeJSON(topic string, value []byte, alias bool) (Event, error) {
 	if !utf8.Valid(value) {
 		return Event{}, decodeErr(ReasonNotJSON, "not UTF-8")
 	}
-	if !validJSON(value) {
-		var v json.RawMessage // only on the error path: find out where
-		return Event{}, &DecodeError{Reason: ReasonNotJSON, Err: json.Unmarshal(value, &v)}
+	if i := skipWS(value, 0); i == len(value) || value[i] != '{' {
+		if !validJSON(value) {
+			return Event{}, notJSON(value)
+		}
+		return Event{}, decodeErr(ReasonNotObject, "top level is %s, not an object", jsonKind(value[i]))
+	}
+	// One pass validates the object and notes its members (scanValid).
+	sp, ok := scanValid(value)
+	if !ok {
+		return Event{}, notJSON(value)
 	}
 	raw := value
 	if !alias {
-		raw = bytes.Clone(value)
-	}
-	var sp spans
-	if err := scanObject(raw, &sp); err != nil {
-		return Event{}, err
+		raw = bytes.Clone(value) // same offsets: sp holds for the copy
 	}
 	return buildEvent(topic, raw, &sp)
 }
 
-// gjsonMaxLen is the longest value validJSON checks with gjson. gjson's
-// validator accepts any nesting depth (recursing once per level), where
-// encoding/json refuses more than 10,000 levels; a value this short cannot
-// nest that deep, so for it the two agree (FuzzValidJSON holds them equal).
-const gjsonMaxLen = 10_000
-
-// validJSON is json.Valid, about five times faster on a typical 1 KB event
-// (make bench profile: json.Valid was 5% of apicall's CPU). Longer values
-// keep encoding/json's depth limit, so a hostile deeply nested event cannot
-// make the validator recurse a million times.
-func validJSON(value []byte) bool {
-	if len(value) <= gjsonMaxLen {
-		return gjson.ValidBytes(value)
-	}
-	return json.Valid(value)
+// notJSON is the error for a value that is not valid JSON, saying where.
+func notJSON(value []byte) error {
+	var v json.RawMessage // only on the error path: find out where
+	return &DecodeError{Reason: ReasonNotJSON, Err: json.Unmarshal(value, &v)}
 }
 
 // scanObject notes where the four event members sit in b, which must be
@@ -104,22 +94,52 @@ func scanObject(b []byte, sp *spans) error {
 
 // memberSpan returns the span to fill for a member name, or nil.
 func memberSpan(sp *spans, key, quoted []byte) *span {
+	return sp.of(memberOf(key, quoted))
+}
+
+// Event members noted in spans; noMember for any other name.
+const (
+	noMember = iota
+	eventMember
+	timestampMember
+	userMember
+	dataMember
+)
+
+// memberOf returns which event member a key names (key is its bytes between
+// the quotes, quoted the whole string).
+func memberOf(key, quoted []byte) int {
 	name := string(key) // no allocation: only compared
 	if bytes.IndexByte(key, '\\') >= 0 {
 		var s string
 		if json.Unmarshal(quoted, &s) != nil {
-			return nil
+			return noMember
 		}
 		name = s
 	}
 	switch name {
 	case "event":
-		return &sp.event
+		return eventMember
 	case "timestamp":
-		return &sp.timestamp
+		return timestampMember
 	case "user":
-		return &sp.user
+		return userMember
 	case "data":
+		return dataMember
+	}
+	return noMember
+}
+
+// of returns the span of member m, or nil for noMember.
+func (sp *spans) of(m int) *span {
+	switch m {
+	case eventMember:
+		return &sp.event
+	case timestampMember:
+		return &sp.timestamp
+	case userMember:
+		return &sp.user
+	case dataMember:
 		return &sp.data
 	}
 	return nil
