@@ -171,3 +171,31 @@ func TestReceivers(t *testing.T) {
 		})
 	}
 }
+
+// TestTwentyMsTarget: the 20 ms, 1-partition target is judged on the
+// events/s measured, and a miss with one host names the per-host cap's
+// bound (512 calls / 20 ms / 1.25 calls per event = 20,480 events/s).
+func TestTwentyMsTarget(t *testing.T) {
+	run := func(hosts int, eps float64) result {
+		return result{System: "apicall", OK: true, Mode: "backlog", LatencyMS: 20, Partitions: 1, Hosts: hosts,
+			Events: 200000, ExpectedCalls: 250000, EventsPerSec: eps, PerHostCap: 512}
+	}
+	for _, c := range []struct {
+		name   string
+		r      result
+		status string
+		detail string
+	}{
+		{"one host, capped", run(1, 18756), "missed", "per-host cap 512 bounds 1 host(s) at 20480 events/s"},
+		{"two hosts", run(2, 29243), "met", "29243 events/s with 2 host(s)"},
+		{"two hosts, slow", run(2, 24000), "missed", "24000 events/s with 2 host(s)"},
+	} {
+		got := targets([]result{c.r}, nil)[1]
+		if got.Status != c.status || !strings.Contains(got.Detail, c.detail) {
+			t.Errorf("%s: %s %q, want %s containing %q", c.name, got.Status, got.Detail, c.status, c.detail)
+		}
+		if c.r.Hosts == 2 && strings.Contains(got.Detail, "bounds") {
+			t.Errorf("%s: a bound above the target named: %q", c.name, got.Detail)
+		}
+	}
+}

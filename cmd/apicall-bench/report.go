@@ -38,6 +38,8 @@ type result struct {
 	MaxMS        float64 `json:"max_ms"`
 	Duplicates   int64   `json:"duplicates"`
 	Connections  int64   `json:"connections"`
+	// PerHostCap is apicall's effective dispatch.max_in_flight_per_host.
+	PerHostCap int `json:"per_host_cap,omitempty"`
 	// Phases: producing the backlog; child start to first call; first
 	// call to the last first-time call (the throughput window); last call
 	// to every offset committed.
@@ -159,7 +161,12 @@ func targets(rs []result, rts []ratio) []target {
 		Detail: "needs --partitions 1 --latency 20ms"}
 	for _, r := range rs {
 		if r.System == "apicall" && r.OK && r.Mode == "backlog" && r.LatencyMS == 20 && r.Partitions == 1 {
-			t = judge(t, r.EventsPerSec >= target20ms1p, fmt.Sprintf("%.0f events/s with %d host(s)", r.EventsPerSec, r.Hosts))
+			d := fmt.Sprintf("%.0f events/s with %d host(s)", r.EventsPerSec, r.Hosts)
+			if bound := perHostBound(r); bound > 0 && bound < target20ms1p {
+				d += fmt.Sprintf(" (per-host cap %d bounds %d host(s) at %.0f events/s; --hosts or --max-in-flight-per-host lift it)",
+					r.PerHostCap, r.Hosts, bound)
+			}
+			t = judge(t, r.EventsPerSec >= target20ms1p, d)
 		}
 	}
 	out = append(out, t)
@@ -181,6 +188,17 @@ func targets(rs []result, rts []ratio) []target {
 	}
 	out = append(out, t)
 	return out
+}
+
+// perHostBound is the most events/s apicall's per-host cap allows in run r:
+// hosts x cap calls at once, each held for at least the receiver's latency,
+// at the run's calls per event. 0 when unknown.
+func perHostBound(r result) float64 {
+	if r.PerHostCap == 0 || r.LatencyMS == 0 || r.Events == 0 || r.ExpectedCalls == 0 {
+		return 0
+	}
+	callsPerEvent := float64(r.ExpectedCalls) / float64(r.Events)
+	return float64(r.Hosts*r.PerHostCap) / (r.LatencyMS / 1000) / callsPerEvent
 }
 
 // judge folds one measurement into t: missed wins over met.

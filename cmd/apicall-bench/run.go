@@ -102,6 +102,7 @@ func (e *runEnv) run(ctx context.Context, s runSpec, r *result) error {
 		if r.ExpectedCalls, err = expectedCalls(cfg, s.events); err != nil {
 			return err
 		}
+		r.PerHostCap = cfg.Dispatch.MaxInFlightPerHost
 		bin, group = e.apicallBin, apicallGroup
 		args = []string{"run", "--config", cfgPath, "--log-format", "text", "--log-level", "warn"}
 		env = append(env, e.o.apicallEnv...)
