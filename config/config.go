@@ -257,9 +257,8 @@ type Call struct {
 	// and no default); they rendered as "".
 	MissingTags int `yaml:"-"`
 
-	// bodyBuf and rules let ReleaseBody recycle Body, box lets Release
-	// recycle the Call (Render sets them).
+	// bodyBuf lets ReleaseBody recycle Body, box lets Release recycle the
+	// Call, both into the pools of box.rules (Render sets them).
 	bodyBuf *[]byte
-	rules   *Rules
 	box     *callBox
 }

@@ -131,7 +131,7 @@ func (r *CompiledRule) Render(ev *schemas.Event, now time.Time) (*Call, error) {
 	c.Rule = r.name
 	c.Path = r.path
 	c.Method = r.method
-	c.Body, c.bodyBuf, c.rules = body, bodyBuf, r.rules
+	c.Body, c.bodyBuf = body, bodyBuf
 	c.ExcludeUser = r.excludeUser
 	c.Timeout = r.timeout
 	c.MaxAttempts = r.maxAttempts
@@ -171,9 +171,9 @@ func (c *Call) ReleaseBody() {
 	}
 	if cap(c.Body) <= maxPooledBuf {
 		*c.bodyBuf = c.Body[:0]
-		c.rules.bodies.Put(c.bodyBuf)
+		c.box.rules.bodies.Put(c.bodyBuf)
 	}
-	c.Body, c.bodyBuf, c.rules = nil, nil, nil
+	c.Body, c.bodyBuf = nil, nil
 }
 
 // Release hands all of c's memory back for later calls: its body (as

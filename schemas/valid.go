@@ -37,9 +37,9 @@ func scanValid(b []byte) (spans, bool) {
 	return w.sp, ok
 }
 
-// jsonWalk is one pass over a JSON value: validation, and with sp the notes
-// scanValid takes.
-// Nothing in it points into it, so it stays on the caller's stack.
+// jsonWalk is one pass over a JSON value: validation, and when noting, the
+// notes scanValid returns. Nothing in it points into it, so it stays on the
+// caller's stack.
 type jsonWalk struct {
 	b      []byte
 	noting bool
